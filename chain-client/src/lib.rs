@@ -1,0 +1,3 @@
+//! # deoss chain client (in progress)
+//!
+//! Will settle storage orders on a CESS-style Substrate chain. Nothing here yet.

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, then every test in the workspace (unit tests, the
+# catalogue suite on SQLite and PostgreSQL, end-to-end tests that drive the real `deoss` binary
+# with aws-sdk-s3 and the aws CLI).
+#
+# PostgreSQL: DEOSS_TEST_POSTGRES_URL names a server to use; otherwise a throwaway server is
+# started from the installed PostgreSQL binaries (Debian's `postgresql` package) and removed
+# afterwards. Builds go to CARGO_TARGET_DIR (default: a cache outside the clone, so runs reuse it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/deoss/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if ! command -v aws >/dev/null 2>&1; then
+    echo "== installing the aws CLI (used by the end-to-end tests)"
+    python3 -m pip install --quiet --user awscli
+    export PATH="$HOME/.local/bin:$PATH"
+fi
+
+pg_dir=""
+cleanup() {
+    if [ -n "$pg_dir" ]; then
+        run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
+}
+trap cleanup EXIT
+
+run_pg() {
+    # PostgreSQL refuses to run as root.
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+if [ -z "${DEOSS_TEST_POSTGRES_URL:-}" ]; then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    if [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; then
+        pg_dir=$(mktemp -d /tmp/deoss-pg.XXXXXX)
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
+        run_pg "$pg_bin/initdb" -D "$pg_dir/data" -U deoss --auth=trust >/dev/null
+        run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+            -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+        export DEOSS_TEST_POSTGRES_URL="postgres://deoss@127.0.0.1:$port/postgres"
+        echo "== throwaway PostgreSQL on port $port"
+    else
+        echo "== PostgreSQL is not installed: the PostgreSQL catalogue suite will be skipped"
+    fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace

@@ -1,0 +1,3 @@
+//! # deoss-bench (in progress)
+//!
+//! Will measure S3 endpoints. Nothing here yet.

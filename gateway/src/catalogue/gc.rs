@@ -1,0 +1,68 @@
+//! What garbage collection needs from the catalogue.
+
+use std::collections::HashSet;
+
+use sqlx::Row;
+
+use super::{Catalogue, CatalogueError, GcEntry, Result};
+use crate::store::FragmentHash;
+
+impl Catalogue {
+    /// The oldest queued fragments.
+    pub async fn gc_batch(&self, limit: usize) -> Result<Vec<GcEntry>> {
+        let rows = sqlx::query("SELECT id, hash, store FROM gc_queue ORDER BY id LIMIT $1")
+            .bind(limit as i64)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let hash: String = row.try_get("hash")?;
+                Ok(GcEntry {
+                    id: row.try_get("id")?,
+                    hash: FragmentHash::from_hex(&hash)
+                        .ok_or_else(|| CatalogueError::Corrupt(format!("gc hash {hash:?}")))?,
+                    store: row.try_get("store")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any live object, part or upload still references the fragment on that store
+    /// (identical fragments are stored once).
+    pub async fn fragment_referenced(&self, hash: FragmentHash, store: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT version_id FROM fragments WHERE hash = $1 AND store = $2 LIMIT 1")
+                .bind(hash.to_hex())
+                .bind(store)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn gc_done(&self, id: i64) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("DELETE FROM gc_queue WHERE id = $1")
+            .bind(id)
+            .execute(&mut *w.tx)
+            .await?;
+        w.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every fragment hash the catalogue references on `store`.
+    pub async fn referenced_on(&self, store: &str) -> Result<HashSet<FragmentHash>> {
+        let rows = sqlx::query("SELECT hash FROM fragments WHERE store = $1")
+            .bind(store)
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let hash: String = row.try_get("hash")?;
+            out.insert(
+                FragmentHash::from_hex(&hash)
+                    .ok_or_else(|| CatalogueError::Corrupt(format!("hash {hash:?}")))?,
+            );
+        }
+        Ok(out)
+    }
+}

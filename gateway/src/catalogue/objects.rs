@@ -1,0 +1,333 @@
+//! Objects, their extents and fragments.
+
+use sqlx::AssertSqlSafe;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row};
+
+use super::{
+    Catalogue, CatalogueError, Checksum, ExtentRecord, FragmentRecord, ObjectMeta, ObjectRecord,
+    Result, now_ms,
+};
+use crate::store::FragmentHash;
+
+const OBJECT_COLUMNS: &str = "bucket, key, version_id, size, etag, last_modified_ms, meta, storage_class, \
+     wrapped_key, sse_c_mac, checksum, parts_count";
+
+/// Rows per multi-row INSERT of fragments (6 parameters each, well under every bind limit).
+const FRAGMENT_BATCH: usize = 100;
+
+pub(super) fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| CatalogueError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("catalogue records serialize")
+}
+
+pub(super) fn meta_json(meta: &ObjectMeta) -> String {
+    to_json(meta)
+}
+
+fn object(row: &AnyRow) -> Result<ObjectRecord> {
+    let checksum: Option<String> = row.try_get("checksum")?;
+    Ok(ObjectRecord {
+        bucket: row.try_get("bucket")?,
+        key: row.try_get("key")?,
+        version_id: row.try_get("version_id")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        etag: row.try_get("etag")?,
+        last_modified_ms: row.try_get("last_modified_ms")?,
+        meta: json(&row.try_get::<String, _>("meta")?)?,
+        storage_class: row.try_get("storage_class")?,
+        wrapped_key: row.try_get("wrapped_key")?,
+        sse_c_mac: row.try_get("sse_c_mac")?,
+        checksum: checksum.as_deref().map(json::<Checksum>).transpose()?,
+        parts_count: row.try_get::<i64, _>("parts_count")? as u32,
+    })
+}
+
+/// A listing entry: just what ListObjects returns.
+#[derive(Debug, Clone)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified_ms: i64,
+    pub storage_class: String,
+}
+
+/// What committing an object replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaced {
+    Nothing,
+    Previous,
+}
+
+impl Catalogue {
+    pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(object).transpose()
+    }
+
+    /// The extents of a version (or of an upload in progress), in part order, with fragments.
+    pub async fn extents(&self, version_id: &str) -> Result<Vec<ExtentRecord>> {
+        let mut conn = self.pool().acquire().await?;
+        load_extents(&mut conn, version_id).await
+    }
+
+    /// Makes an object visible: inserts its row, extents and fragments and retires whatever
+    /// object had the key before, in one transaction.
+    pub async fn commit_object(
+        &self,
+        record: &ObjectRecord,
+        extents: &[ExtentRecord],
+    ) -> Result<Replaced> {
+        let mut w = self.write().await?;
+        let replaced = replace_object_row(&mut w.tx, record).await?;
+        for e in extents {
+            insert_extent(&mut w.tx, &record.version_id, e).await?;
+        }
+        w.tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// Deletes an object; its fragments go to the garbage-collection queue.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Replaced> {
+        let mut w = self.write().await?;
+        let replaced = retire_object(&mut w.tx, bucket, key).await?;
+        w.tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// Up to `limit` objects of `bucket` whose keys start with `prefix` and sort after `after`,
+    /// in key order.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectSummary>> {
+        // Keys starting with `prefix` are exactly those >= prefix and < prefix + U+10FFFF, in
+        // bytewise order, which avoids LIKE and its escaping.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let lower_op = if after >= prefix { ">" } else { ">=" };
+        let lower = if after >= prefix { after } else { prefix };
+        let sql = format!(
+            "SELECT key, size, etag, last_modified_ms, storage_class FROM objects \
+             WHERE bucket = $1 AND key {lower_op} $2 AND key < $3 ORDER BY key LIMIT $4"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(bucket)
+            .bind(lower)
+            .bind(upper)
+            .bind(limit as i64)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ObjectSummary {
+                    key: row.try_get("key")?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    etag: row.try_get("etag")?,
+                    last_modified_ms: row.try_get("last_modified_ms")?,
+                    storage_class: row.try_get("storage_class")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Retires whatever object has the record's key and inserts the record's row.
+pub(super) async fn replace_object_row(
+    conn: &mut AnyConnection,
+    r: &ObjectRecord,
+) -> Result<Replaced> {
+    let replaced = retire_object(&mut *conn, &r.bucket, &r.key).await?;
+    insert_object(conn, r).await?;
+    Ok(replaced)
+}
+
+async fn insert_object(conn: &mut AnyConnection, r: &ObjectRecord) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&r.bucket)
+        .bind(&r.key)
+        .bind(&r.version_id)
+        .bind(r.size as i64)
+        .bind(&r.etag)
+        .bind(r.last_modified_ms)
+        .bind(meta_json(&r.meta))
+        .bind(&r.storage_class)
+        .bind(&r.wrapped_key)
+        .bind(r.sse_c_mac.clone())
+        .bind(r.checksum.as_ref().map(to_json))
+        .bind(i64::from(r.parts_count))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes the object at (bucket, key), if any, queueing its fragments for collection.
+async fn retire_object(conn: &mut AnyConnection, bucket: &str, key: &str) -> Result<Replaced> {
+    let row = sqlx::query("SELECT version_id FROM objects WHERE bucket = $1 AND key = $2")
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(Replaced::Nothing);
+    };
+    let version_id: String = row.try_get("version_id")?;
+    sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+        .bind(bucket)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    retire_extents(conn, &version_id, None).await?;
+    Ok(Replaced::Previous)
+}
+
+/// Queues the fragments of a version's extents (all, or one part) for collection and deletes them.
+pub(super) async fn retire_extents(
+    conn: &mut AnyConnection,
+    version_id: &str,
+    part: Option<u32>,
+) -> Result<()> {
+    let part_filter = if part.is_some() { " AND part = $3" } else { "" };
+    let queue = format!(
+        "INSERT INTO gc_queue (hash, store, enqueued_ms) SELECT hash, store, $1 FROM fragments WHERE version_id = $2{part_filter}"
+    );
+    let mut q = sqlx::query::<Any>(AssertSqlSafe(queue))
+        .bind(now_ms())
+        .bind(version_id);
+    if let Some(p) = part {
+        q = q.bind(i64::from(p));
+    }
+    q.execute(&mut *conn).await?;
+    for table in ["fragments", "extents"] {
+        let filter = if part.is_some() { " AND part = $2" } else { "" };
+        let sql = format!("DELETE FROM {table} WHERE version_id = $1{filter}");
+        let mut q = sqlx::query::<Any>(AssertSqlSafe(sql)).bind(version_id);
+        if let Some(p) = part {
+            q = q.bind(i64::from(p));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_extent(
+    conn: &mut AnyConnection,
+    version_id: &str,
+    e: &ExtentRecord,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO extents (version_id, part, size, md5, nonce_prefix, inline_data, k, m, fragment_size, checksum, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(version_id)
+    .bind(i64::from(e.part))
+    .bind(e.size as i64)
+    .bind(&e.md5)
+    .bind(e.nonce_prefix.to_vec())
+    .bind(e.inline_data.clone())
+    .bind(i64::from(e.k))
+    .bind(i64::from(e.m))
+    .bind(i64::from(e.fragment_size))
+    .bind(e.checksum.as_ref().map(to_json))
+    .bind(e.created_ms)
+    .execute(&mut *conn)
+    .await?;
+    for batch in e.fragments.chunks(FRAGMENT_BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO fragments (version_id, part, segment, idx, hash, store) VALUES ",
+        );
+        for i in 0..batch.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        let mut q = sqlx::query::<Any>(AssertSqlSafe(sql));
+        for f in batch {
+            q = q
+                .bind(version_id)
+                .bind(i64::from(e.part))
+                .bind(i64::from(f.segment))
+                .bind(i64::from(f.idx))
+                .bind(f.hash.to_hex())
+                .bind(f.store.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn load_extents(
+    conn: &mut AnyConnection,
+    version_id: &str,
+) -> Result<Vec<ExtentRecord>> {
+    let rows = sqlx::query(
+        "SELECT part, size, md5, nonce_prefix, inline_data, k, m, fragment_size, checksum, created_ms \
+         FROM extents WHERE version_id = $1 ORDER BY part",
+    )
+    .bind(version_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut extents = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let prefix: Vec<u8> = row.try_get("nonce_prefix")?;
+        let checksum: Option<String> = row.try_get("checksum")?;
+        extents.push(ExtentRecord {
+            part: row.try_get::<i64, _>("part")? as u32,
+            size: row.try_get::<i64, _>("size")? as u64,
+            md5: row.try_get("md5")?,
+            nonce_prefix: prefix
+                .try_into()
+                .map_err(|_| CatalogueError::Corrupt("nonce prefix length".into()))?,
+            inline_data: row.try_get("inline_data")?,
+            k: row.try_get::<i64, _>("k")? as u32,
+            m: row.try_get::<i64, _>("m")? as u32,
+            fragment_size: row.try_get::<i64, _>("fragment_size")? as u32,
+            checksum: checksum.as_deref().map(json::<Checksum>).transpose()?,
+            created_ms: row.try_get("created_ms")?,
+            fragments: Vec::new(),
+        });
+    }
+    let rows = sqlx::query("SELECT part, segment, idx, hash, store FROM fragments WHERE version_id = $1 ORDER BY part, segment, idx")
+        .bind(version_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in &rows {
+        let part = row.try_get::<i64, _>("part")? as u32;
+        let hash: String = row.try_get("hash")?;
+        let f = FragmentRecord {
+            segment: row.try_get::<i64, _>("segment")? as u32,
+            idx: row.try_get::<i64, _>("idx")? as u32,
+            hash: FragmentHash::from_hex(&hash)
+                .ok_or_else(|| CatalogueError::Corrupt(format!("fragment hash {hash:?}")))?,
+            store: row.try_get("store")?,
+        };
+        if let Some(e) = extents.iter_mut().find(|e| e.part == part) {
+            e.fragments.push(f);
+        }
+    }
+    Ok(extents)
+}

@@ -1,0 +1,163 @@
+//! The catalogue's schema, one list of migrations per backend. A migration, once released, is
+//! never edited: add a new one. The two lists must describe the same tables.
+
+/// SQLite: the embedded default. Keys compare bytewise (BINARY collation), which is S3's order.
+pub const SQLITE: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE access_keys (
+    access_key TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    secret_sealed BLOB NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE buckets (
+    name TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE objects (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version_id TEXT NOT NULL UNIQUE,
+    size BIGINT NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified_ms BIGINT NOT NULL,
+    meta TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    sse_c_mac BLOB,
+    checksum TEXT,
+    parts_count BIGINT NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE extents (
+    version_id TEXT NOT NULL,
+    part BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    md5 TEXT NOT NULL,
+    nonce_prefix BLOB NOT NULL,
+    inline_data BLOB,
+    k BIGINT NOT NULL,
+    m BIGINT NOT NULL,
+    fragment_size BIGINT NOT NULL,
+    checksum TEXT,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (version_id, part)
+);
+CREATE TABLE fragments (
+    version_id TEXT NOT NULL,
+    part BIGINT NOT NULL,
+    segment BIGINT NOT NULL,
+    idx BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    store TEXT NOT NULL,
+    PRIMARY KEY (version_id, part, segment, idx)
+);
+CREATE INDEX fragments_by_hash ON fragments (hash);
+CREATE TABLE uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version_id TEXT NOT NULL UNIQUE,
+    owner_id TEXT NOT NULL,
+    initiated_ms BIGINT NOT NULL,
+    meta TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    sse_c_mac BLOB
+);
+CREATE INDEX uploads_by_key ON uploads (bucket, key, initiated_ms);
+CREATE TABLE gc_queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash TEXT NOT NULL,
+    store TEXT NOT NULL,
+    enqueued_ms BIGINT NOT NULL
+);
+"#];
+
+/// PostgreSQL: for gateways sharing one catalogue. Keys use the "C" collation so that they sort
+/// bytewise, as S3 lists them.
+pub const POSTGRES: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE access_keys (
+    access_key TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    secret_sealed BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE buckets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    owner_id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE objects (
+    bucket TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    version_id TEXT NOT NULL UNIQUE,
+    size BIGINT NOT NULL,
+    etag TEXT NOT NULL,
+    last_modified_ms BIGINT NOT NULL,
+    meta TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    wrapped_key BYTEA NOT NULL,
+    sse_c_mac BYTEA,
+    checksum TEXT,
+    parts_count BIGINT NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE extents (
+    version_id TEXT NOT NULL,
+    part BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    md5 TEXT NOT NULL,
+    nonce_prefix BYTEA NOT NULL,
+    inline_data BYTEA,
+    k BIGINT NOT NULL,
+    m BIGINT NOT NULL,
+    fragment_size BIGINT NOT NULL,
+    checksum TEXT,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (version_id, part)
+);
+CREATE TABLE fragments (
+    version_id TEXT NOT NULL,
+    part BIGINT NOT NULL,
+    segment BIGINT NOT NULL,
+    idx BIGINT NOT NULL,
+    hash TEXT NOT NULL,
+    store TEXT NOT NULL,
+    PRIMARY KEY (version_id, part, segment, idx)
+);
+CREATE INDEX fragments_by_hash ON fragments (hash);
+CREATE TABLE uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    version_id TEXT NOT NULL UNIQUE,
+    owner_id TEXT NOT NULL,
+    initiated_ms BIGINT NOT NULL,
+    meta TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    wrapped_key BYTEA NOT NULL,
+    sse_c_mac BYTEA
+);
+CREATE INDEX uploads_by_key ON uploads (bucket, key, initiated_ms);
+CREATE TABLE gc_queue (
+    id BIGSERIAL PRIMARY KEY,
+    hash TEXT NOT NULL,
+    store TEXT NOT NULL,
+    enqueued_ms BIGINT NOT NULL
+);
+"#];

@@ -1,0 +1,351 @@
+//! One catalogue suite, run against SQLite always and against PostgreSQL when
+//! `DEOSS_TEST_POSTGRES_URL` names a server (CI sets it; with `CI=true` its absence fails).
+
+use sqlx::AssertSqlSafe;
+
+use super::buckets::{CreateBucket, DeleteBucket};
+use super::multipart::PartStored;
+use super::objects::Replaced;
+use super::*;
+use crate::store::FragmentHash;
+
+pub(crate) async fn sqlite_catalogue() -> (tempfile::TempDir, Catalogue) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("catalogue.db").display()
+    );
+    let cat = Catalogue::open(&url).await.unwrap();
+    (dir, cat)
+}
+
+/// A fresh database on the test PostgreSQL server, or `None` when none is configured.
+pub(crate) async fn postgres_catalogue() -> Option<Catalogue> {
+    let Ok(admin_url) = std::env::var("DEOSS_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but DEOSS_TEST_POSTGRES_URL is not set: the PostgreSQL catalogue suite must run in CI"
+        );
+        eprintln!("skipping the PostgreSQL catalogue suite: DEOSS_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("deoss_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to DEOSS_TEST_POSTGRES_URL");
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b);
+    Some(Catalogue::open(&format!("{base}/{name}")).await.unwrap())
+}
+
+fn hash(n: u8) -> FragmentHash {
+    FragmentHash::of(&[n])
+}
+
+fn extent(part: u32, fragments: u32) -> ExtentRecord {
+    ExtentRecord {
+        part,
+        size: 1000 + u64::from(part),
+        md5: format!("{part:032x}"),
+        nonce_prefix: [part as u8; 7],
+        inline_data: if fragments == 0 {
+            Some(vec![1, 2, 3])
+        } else {
+            None
+        },
+        k: 4,
+        m: 8,
+        fragment_size: 8 << 20,
+        checksum: Some(Checksum {
+            algorithm: "CRC32".into(),
+            value: "AAAAAA==".into(),
+        }),
+        created_ms: now_ms(),
+        fragments: (0..fragments)
+            .map(|i| FragmentRecord {
+                segment: i / 12,
+                idx: i % 12,
+                hash: hash((part * 50 + i) as u8),
+                store: format!("s{}", i % 12),
+            })
+            .collect(),
+    }
+}
+
+fn object(bucket: &str, key: &str, version: &str) -> ObjectRecord {
+    ObjectRecord {
+        bucket: bucket.into(),
+        key: key.into(),
+        version_id: version.into(),
+        size: 42,
+        etag: "\"abc\"".into(),
+        last_modified_ms: now_ms(),
+        meta: ObjectMeta {
+            content_type: Some("text/plain".into()),
+            ..ObjectMeta::default()
+        },
+        storage_class: "STANDARD".into(),
+        wrapped_key: vec![9; 65],
+        sse_c_mac: None,
+        checksum: None,
+        parts_count: 0,
+    }
+}
+
+async fn users_and_keys(cat: &Catalogue) {
+    let alice = cat.create_user("alice").await.unwrap().unwrap();
+    assert!(cat.create_user("alice").await.unwrap().is_none());
+    let rec = AccessKeyRecord {
+        access_key: "AKALICE".into(),
+        user_id: alice.id.clone(),
+        secret_sealed: vec![1, 2, 3],
+        created_ms: now_ms(),
+    };
+    cat.create_key(&rec).await.unwrap();
+    assert_eq!(
+        cat.access_key("AKALICE")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_sealed,
+        vec![1, 2, 3]
+    );
+    assert_eq!(cat.list_keys(&alice.id).await.unwrap().len(), 1);
+    assert!(cat.delete_key("AKALICE").await.unwrap());
+    assert!(!cat.delete_key("AKALICE").await.unwrap());
+    assert!(cat.access_key("AKALICE").await.unwrap().is_none());
+    assert_eq!(cat.list_users().await.unwrap().len(), 1);
+}
+
+async fn buckets(cat: &Catalogue) {
+    let b = Bucket {
+        name: "photos".into(),
+        owner_id: "u1".into(),
+        profile: "cess".into(),
+        created_ms: now_ms(),
+    };
+    assert_eq!(cat.create_bucket(&b).await.unwrap(), CreateBucket::Created);
+    assert_eq!(
+        cat.create_bucket(&b).await.unwrap(),
+        CreateBucket::Exists {
+            owner_id: "u1".into()
+        }
+    );
+    assert_eq!(cat.list_buckets("u1").await.unwrap().len(), 1);
+    assert!(cat.list_buckets("u2").await.unwrap().is_empty());
+    cat.commit_object(&object("photos", "a", "v1"), &[extent(0, 0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        cat.delete_bucket("photos").await.unwrap(),
+        DeleteBucket::NotEmpty
+    );
+    cat.delete_object("photos", "a").await.unwrap();
+    assert_eq!(
+        cat.delete_bucket("photos").await.unwrap(),
+        DeleteBucket::Deleted
+    );
+    assert_eq!(
+        cat.delete_bucket("photos").await.unwrap(),
+        DeleteBucket::Missing
+    );
+}
+
+async fn objects_replace_and_collect(cat: &Catalogue) {
+    let first = object("b", "k", "v1");
+    assert_eq!(
+        cat.commit_object(&first, &[extent(0, 24)]).await.unwrap(),
+        Replaced::Nothing
+    );
+    let got = cat.object("b", "k").await.unwrap().unwrap();
+    assert_eq!(got.version_id, "v1");
+    assert_eq!(got.meta.content_type.as_deref(), Some("text/plain"));
+    let extents = cat.extents("v1").await.unwrap();
+    assert_eq!(extents.len(), 1);
+    assert_eq!(extents[0].fragments.len(), 24);
+    assert_eq!(extents[0].fragments[13].segment, 1);
+    assert_eq!(extents[0].checksum.as_ref().unwrap().algorithm, "CRC32");
+    assert!(cat.fragment_referenced(hash(0), "s0").await.unwrap());
+
+    assert_eq!(
+        cat.commit_object(&object("b", "k", "v2"), &[extent(0, 0)])
+            .await
+            .unwrap(),
+        Replaced::Previous
+    );
+    assert_eq!(
+        cat.object("b", "k").await.unwrap().unwrap().version_id,
+        "v2"
+    );
+    assert!(cat.extents("v1").await.unwrap().is_empty());
+    let queued = cat.gc_batch(100).await.unwrap();
+    assert_eq!(queued.len(), 24);
+    assert!(!cat.fragment_referenced(hash(0), "s0").await.unwrap());
+    for e in &queued {
+        cat.gc_done(e.id).await.unwrap();
+    }
+    assert!(cat.gc_batch(100).await.unwrap().is_empty());
+    assert_eq!(
+        cat.delete_object("b", "k").await.unwrap(),
+        Replaced::Previous
+    );
+    assert_eq!(
+        cat.delete_object("b", "k").await.unwrap(),
+        Replaced::Nothing
+    );
+}
+
+async fn listing_order_and_prefix(cat: &Catalogue) {
+    // Bytewise order: uppercase before lowercase, '/' (0x2f) before '0', multi-byte last.
+    let keys = ["a/1", "a/2", "a0", "B", "b", "é", "a/", "a%_x"];
+    for (i, k) in keys.iter().enumerate() {
+        cat.commit_object(&object("list", k, &format!("lv{i}")), &[extent(0, 0)])
+            .await
+            .unwrap();
+    }
+    let all: Vec<String> = cat
+        .list_objects("list", "", "", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(all, ["B", "a%_x", "a/", "a/1", "a/2", "a0", "b", "é"]);
+    let a: Vec<String> = cat
+        .list_objects("list", "a/", "", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(a, ["a/", "a/1", "a/2"]);
+    let after: Vec<String> = cat
+        .list_objects("list", "a", "a/1", 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(after, ["a/2", "a0"]);
+    let pct: Vec<String> = cat
+        .list_objects("list", "a%", "", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(pct, ["a%_x"]);
+}
+
+async fn multipart_lifecycle(cat: &Catalogue) {
+    let up = UploadRecord {
+        upload_id: "up1".into(),
+        bucket: "mp".into(),
+        key: "big".into(),
+        version_id: "mv1".into(),
+        owner_id: "u1".into(),
+        initiated_ms: now_ms(),
+        meta: ObjectMeta::default(),
+        storage_class: "STANDARD".into(),
+        profile: "cess".into(),
+        wrapped_key: vec![1; 65],
+        sse_c_mac: None,
+    };
+    cat.create_upload(&up).await.unwrap();
+    cat.create_upload(&UploadRecord {
+        upload_id: "up2".into(),
+        version_id: "mv2".into(),
+        ..up.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        cat.list_uploads("mp", "", "", "", 10).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        cat.list_uploads("mp", "", "big", "up1", 10).await.unwrap()[0].upload_id,
+        "up2"
+    );
+    for p in 1..=3 {
+        assert_eq!(
+            cat.put_part("up1", "mv1", &extent(p, 12)).await.unwrap(),
+            PartStored::Stored
+        );
+    }
+    // Re-uploading part 2 replaces it and queues the old fragments.
+    let mut again = extent(2, 12);
+    again
+        .fragments
+        .iter_mut()
+        .for_each(|f| f.hash = FragmentHash::of(&[f.idx as u8, 200]));
+    cat.put_part("up1", "mv1", &again).await.unwrap();
+    assert_eq!(cat.gc_batch(100).await.unwrap().len(), 12);
+    let mut rec = object("mp", "big", "mv1");
+    rec.parts_count = 2;
+    assert!(cat.complete_upload("up1", &rec, &[1, 2]).await.unwrap());
+    assert!(!cat.complete_upload("up1", &rec, &[1, 2]).await.unwrap());
+    let parts: Vec<u32> = cat
+        .extents("mv1")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.part)
+        .collect();
+    assert_eq!(parts, [1, 2]);
+    assert_eq!(cat.gc_batch(100).await.unwrap().len(), 24);
+    assert_eq!(
+        cat.put_part("up1", "mv1", &extent(4, 12)).await.unwrap(),
+        PartStored::UploadGone
+    );
+    cat.put_part("up2", "mv2", &extent(1, 12)).await.unwrap();
+    assert!(cat.abort_upload("up2").await.unwrap());
+    assert!(!cat.abort_upload("up2").await.unwrap());
+    assert!(
+        cat.list_uploads("mp", "", "", "", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(cat.gc_batch(100).await.unwrap().len(), 36);
+}
+
+async fn suite(cat: &Catalogue) {
+    users_and_keys(cat).await;
+    buckets(cat).await;
+    objects_replace_and_collect(cat).await;
+    listing_order_and_prefix(cat).await;
+    multipart_lifecycle(cat).await;
+}
+
+#[tokio::test]
+async fn sqlite_suite() {
+    let (_dir, cat) = sqlite_catalogue().await;
+    suite(&cat).await;
+}
+
+#[tokio::test]
+async fn postgres_suite() {
+    if let Some(cat) = postgres_catalogue().await {
+        assert_eq!(cat.backend(), Backend::Postgres);
+        suite(&cat).await;
+    }
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let cat = Catalogue::open(&url).await.unwrap();
+    cat.create_user("bob").await.unwrap();
+    cat.close().await;
+    let cat = Catalogue::open(&url).await.unwrap();
+    assert!(cat.user_by_name("bob").await.unwrap().is_some());
+}

@@ -1,0 +1,428 @@
+//! The gateway's configuration: one serde tree. Precedence: built-in defaults < TOML file
+//! (`--config` / `DEOSS_CONFIG`) < `DEOSS_*` environment < command-line flags (the last two are
+//! applied by the binary through [`Overrides`]). Secrets may be given as files (`*_file`).
+//! [`Config::validate`] names the field at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::erasure::Profile;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Everything `deoss serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the S3 and HTTP listener.
+    pub listen: String,
+    /// Where the catalogue (SQLite), the local fragment stores and the master key live.
+    pub data_dir: PathBuf,
+    /// Catalogue URL: `sqlite://PATH` or `postgres://...`. Default: SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// Region reported to clients (and expected in SigV4 scopes).
+    pub region: String,
+    /// File holding the 256-bit master key (hex); created with mode 0600 on first start.
+    /// Default: `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Root user's access key; generated on first start when unset.
+    pub root_access_key: Option<String>,
+    /// Root user's secret key (prefer `root_secret_key_file`).
+    pub root_secret_key: Option<String>,
+    /// File holding the root user's secret key.
+    pub root_secret_key_file: Option<PathBuf>,
+    pub stores: StoresConfig,
+    pub erasure: ErasureConfig,
+    pub limits: LimitsConfig,
+    pub gc: GcConfig,
+}
+
+/// Local directory fragment stores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoresConfig {
+    /// How many stores to create under `<data_dir>/stores/` when `dirs` is empty.
+    pub count: usize,
+    /// Explicit store directories (one per disk, say); overrides `count`.
+    pub dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErasureConfig {
+    /// Profile of buckets created without `x-deoss-profile`: `cess`, `4+2`, `10+4` or `k+m`.
+    pub default_profile: String,
+    /// `x-amz-storage-class` -> profile. STANDARD always means the bucket's own profile.
+    pub storage_classes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Objects and parts smaller than this many bytes are kept inline in the catalogue.
+    pub inline_threshold: usize,
+    /// Segments encoded or written at once across all uploads (each up to k+m fragments).
+    pub max_segments_in_flight: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// Seconds between drains of the collection queue.
+    pub interval_secs: u64,
+    /// Seconds between sweeps for orphan fragments.
+    pub sweep_interval_secs: u64,
+    /// Unreferenced fragments younger than this are left to writes that may still be in progress.
+    pub grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9000".into(),
+            data_dir: PathBuf::from("./deoss-data"),
+            database_url: None,
+            region: "us-east-1".into(),
+            master_key_file: None,
+            root_access_key: None,
+            root_secret_key: None,
+            root_secret_key_file: None,
+            stores: StoresConfig::default(),
+            erasure: ErasureConfig::default(),
+            limits: LimitsConfig::default(),
+            gc: GcConfig::default(),
+        }
+    }
+}
+
+impl Default for StoresConfig {
+    fn default() -> Self {
+        Self {
+            count: 12,
+            dirs: Vec::new(),
+        }
+    }
+}
+
+impl Default for ErasureConfig {
+    fn default() -> Self {
+        Self {
+            default_profile: "cess".into(),
+            storage_classes: BTreeMap::from([(
+                "REDUCED_REDUNDANCY".to_string(),
+                "4+2".to_string(),
+            )]),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            inline_threshold: 128 * 1024,
+            max_segments_in_flight: 4,
+        }
+    }
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 60,
+            sweep_interval_secs: 3600,
+            grace_secs: 24 * 3600,
+        }
+    }
+}
+
+/// Values from the environment or the command line; `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub region: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub root_access_key: Option<String>,
+    pub root_secret_key: Option<String>,
+    pub root_secret_key_file: Option<PathBuf>,
+    pub stores: Option<usize>,
+    pub default_profile: Option<String>,
+}
+
+/// Largest inline threshold accepted: inline data lives in catalogue rows.
+const MAX_INLINE_THRESHOLD: usize = 4 * 1024 * 1024;
+
+impl Config {
+    /// Defaults, then the TOML file if given, then the overrides; validated.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, o: Overrides) {
+        macro_rules! take {
+            ($field:ident) => {
+                if let Some(v) = o.$field {
+                    self.$field = v;
+                }
+            };
+            ($field:ident, opt) => {
+                if o.$field.is_some() {
+                    self.$field = o.$field;
+                }
+            };
+        }
+        take!(listen);
+        take!(data_dir);
+        take!(region);
+        take!(database_url, opt);
+        take!(master_key_file, opt);
+        take!(root_access_key, opt);
+        take!(root_secret_key, opt);
+        take!(root_secret_key_file, opt);
+        if let Some(n) = o.stores {
+            self.stores.count = n;
+        }
+        if let Some(p) = o.default_profile {
+            self.erasure.default_profile = p;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "listen",
+                format!("{:?} is not an address: {e}", self.listen),
+            )
+        })?;
+        if self.region.is_empty()
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(invalid(
+                "region",
+                format!("{:?} is not a region name", self.region),
+            ));
+        }
+        if let Some(url) = &self.database_url
+            && !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|p| url.starts_with(p))
+        {
+            return Err(invalid(
+                "database_url",
+                "use sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        let stores = self.store_count();
+        if stores == 0 {
+            return Err(invalid(
+                "stores.count",
+                "at least one fragment store is needed",
+            ));
+        }
+        let profile = Profile::parse(&self.erasure.default_profile)
+            .map_err(|e| invalid("erasure.default_profile", e.to_string()))?;
+        if profile.total() > stores {
+            return Err(invalid(
+                "erasure.default_profile",
+                format!(
+                    "{} needs {} fragment stores but {stores} are configured",
+                    profile.name,
+                    profile.total()
+                ),
+            ));
+        }
+        for (class, name) in &self.erasure.storage_classes {
+            Profile::parse(name)
+                .map_err(|e| invalid("erasure.storage_classes", format!("{class}: {e}")))?;
+        }
+        if self.limits.inline_threshold > MAX_INLINE_THRESHOLD {
+            return Err(invalid(
+                "limits.inline_threshold",
+                format!("at most {MAX_INLINE_THRESHOLD} bytes"),
+            ));
+        }
+        if self.limits.max_segments_in_flight == 0 {
+            return Err(invalid(
+                "limits.max_segments_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if self.root_access_key.is_some()
+            != (self.root_secret_key.is_some() || self.root_secret_key_file.is_some())
+        {
+            return Err(invalid(
+                "root_access_key",
+                "give both the root access key and its secret key, or neither",
+            ));
+        }
+        if let Some(ak) = &self.root_access_key
+            && !(3..=128).contains(&ak.len())
+        {
+            return Err(invalid("root_access_key", "must be 3 to 128 characters"));
+        }
+        Ok(())
+    }
+
+    pub fn store_count(&self) -> usize {
+        if self.stores.dirs.is_empty() {
+            self.stores.count
+        } else {
+            self.stores.dirs.len()
+        }
+    }
+
+    /// The store directories, in order.
+    pub fn store_dirs(&self) -> Vec<PathBuf> {
+        if self.stores.dirs.is_empty() {
+            (0..self.stores.count)
+                .map(|i| self.data_dir.join("stores").join(format!("{i:02}")))
+                .collect()
+        } else {
+            self.stores.dirs.clone()
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("catalogue.db").display()
+            )
+        })
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The configured root secret key, read from its file when given that way.
+    pub fn root_secret(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(s) = &self.root_secret_key {
+            return Ok(Some(s.clone()));
+        }
+        match &self.root_secret_key_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| Some(s.trim().to_string()))
+                .map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9000");
+        assert_eq!(c.store_dirs().len(), 12);
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deoss.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9100\"\nregion = \"eu-west-1\"\n[stores]\ncount = 16\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            Overrides {
+                region: Some("ap-east-1".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9100");
+        assert_eq!(c.region, "ap-east-1");
+        assert_eq!(c.store_count(), 16);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = |o: Overrides| Config::load(None, o).unwrap_err().to_string();
+        assert!(
+            bad(Overrides {
+                listen: Some("nope".into()),
+                ..Default::default()
+            })
+            .contains("listen")
+        );
+        assert!(
+            bad(Overrides {
+                stores: Some(6),
+                ..Default::default()
+            })
+            .contains("erasure.default_profile")
+        );
+        assert!(
+            bad(Overrides {
+                default_profile: Some("9+x".into()),
+                ..Default::default()
+            })
+            .contains("erasure.default_profile")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deoss.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

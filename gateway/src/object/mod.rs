@@ -1,0 +1,187 @@
+//! The object service: buckets, objects and multipart uploads in domain terms, with no HTTP
+//! types. Front ends (S3 now, REST later) call it; it drives the catalogue and the data path
+//! (encryption, erasure coding, fragment stores).
+
+mod buckets;
+pub mod digest;
+mod error;
+pub mod gc;
+pub mod layout;
+mod list;
+mod multipart;
+mod objects;
+mod read;
+mod write;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::catalogue::Catalogue;
+use crate::crypto::MasterKey;
+use crate::erasure::{Codecs, Profile};
+use crate::store::StoreSet;
+
+pub use digest::{ChecksumAlgorithm, ChecksumExpectation};
+pub use error::{Error, Result};
+pub use list::Listing;
+pub use multipart::{CompletedPart, PartInfo, UploadInfo};
+pub use objects::{CopySourceConditions, OpenedObject, PutObject, PutOutcome};
+
+/// Errors a request body stream may yield.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+/// A request or response body.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send + Sync>>;
+
+/// S3's limit on a single object (and on a single PUT).
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+
+/// Who is asking: every operation acts on behalf of one user.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+}
+
+/// An SSE-C key from the request headers, already checked against its MD5.
+#[derive(Clone)]
+pub struct CustomerKey {
+    pub key: [u8; 32],
+    /// Base64 MD5 of the key, echoed in responses.
+    pub key_md5: String,
+}
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerKey")
+            .field("key_md5", &self.key_md5)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tunables of the object service (set from the gateway config).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Profile of buckets created without one.
+    pub default_profile: String,
+    /// Objects (and parts) smaller than this are kept inline in the catalogue, still encrypted.
+    pub inline_threshold: usize,
+    /// `x-amz-storage-class` value -> erasure profile. STANDARD always means the bucket's profile.
+    pub storage_classes: BTreeMap<String, String>,
+    /// Segments being encoded or written at once, over all uploads: bounds upload memory.
+    pub max_segments_in_flight: usize,
+    /// Unreferenced fragments younger than this are left alone by the periodic sweep (another
+    /// gateway sharing the catalogue may still be writing them).
+    pub gc_grace: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            default_profile: "cess".into(),
+            inline_threshold: 128 * 1024,
+            storage_classes: BTreeMap::from([(
+                "REDUCED_REDUNDANCY".to_string(),
+                "4+2".to_string(),
+            )]),
+            max_segments_in_flight: 4,
+            gc_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    catalogue: Catalogue,
+    stores: StoreSet,
+    master: MasterKey,
+    codecs: Codecs,
+    cfg: ServiceConfig,
+    inflight: write::InFlight,
+    segment_slots: tokio::sync::Semaphore,
+    gc_wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectService {
+    inner: Arc<Inner>,
+}
+
+impl ObjectService {
+    pub fn new(
+        catalogue: Catalogue,
+        stores: StoreSet,
+        master: MasterKey,
+        cfg: ServiceConfig,
+    ) -> Result<Self> {
+        let profile = Profile::parse(&cfg.default_profile)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        if profile.total() > stores.len() {
+            return Err(Error::NotEnoughStores {
+                needed: profile.total(),
+                healthy: stores.len(),
+            });
+        }
+        let slots = cfg.max_segments_in_flight.max(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                catalogue,
+                stores,
+                master,
+                codecs: Codecs::default(),
+                cfg,
+                inflight: write::InFlight::default(),
+                segment_slots: tokio::sync::Semaphore::new(slots),
+                gc_wake: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.inner.catalogue
+    }
+
+    pub fn stores(&self) -> &StoreSet {
+        &self.inner.stores
+    }
+
+    pub fn master_key(&self) -> &MasterKey {
+        &self.inner.master
+    }
+
+    /// The profile that `storage_class` selects in a bucket whose own profile is `bucket_profile`.
+    fn profile_for(
+        &self,
+        bucket_profile: &str,
+        storage_class: Option<&str>,
+    ) -> Result<(String, Profile)> {
+        let class = storage_class.unwrap_or("STANDARD");
+        let name = if class == "STANDARD" {
+            bucket_profile
+        } else {
+            self.inner
+                .cfg
+                .storage_classes
+                .get(class)
+                .ok_or_else(|| Error::InvalidStorageClass(class.to_string()))?
+        };
+        let profile = Profile::parse(name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok((class.to_string(), profile))
+    }
+}
+
+/// Whether a record is the caller's to see (SSE-C checks aside).
+fn check_sse(svc: &Inner, record_mac: Option<&[u8]>, key: Option<&CustomerKey>) -> Result<()> {
+    match (record_mac, key) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(Error::InvalidRequest(
+            "the object was not stored with a customer key; do not send SSE-C headers".into(),
+        )),
+        (Some(_), None) => Err(Error::SseCustomerKeyMissing),
+        (Some(mac), Some(k)) if svc.master.verify_customer_key(&k.key, mac) => Ok(()),
+        (Some(_), Some(_)) => Err(Error::SseCustomerKeyMismatch),
+    }
+}

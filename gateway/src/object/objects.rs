@@ -1,0 +1,301 @@
+//! Single objects: put, head, open for reading, delete, copy.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::digest::ChecksumExpectation;
+use super::read::{self, ReadableExtent};
+use super::write::{self, ExtentWrite, WriteGuard};
+use super::{
+    ByteStream, Caller, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Result,
+    check_sse,
+};
+use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, now_ms};
+use crate::crypto::{Binding, ChunkCipher, DataKey, WrapKind, unwrap_key, wrap_key};
+
+/// A PutObject request in domain terms.
+pub struct PutObject {
+    pub bucket: String,
+    pub key: String,
+    pub meta: ObjectMeta,
+    pub storage_class: Option<String>,
+    pub customer_key: Option<CustomerKey>,
+    pub content_md5: Option<[u8; 16]>,
+    pub checksum: Option<ChecksumExpectation>,
+    pub body: ByteStream,
+}
+
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    pub etag: String,
+    pub last_modified_ms: i64,
+    pub size: u64,
+    pub checksum: Option<Checksum>,
+    pub customer_key_md5: Option<String>,
+}
+
+/// `x-amz-copy-source-if-*`.
+#[derive(Debug, Clone, Default)]
+pub struct CopySourceConditions {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since_ms: Option<i64>,
+    pub if_unmodified_since_ms: Option<i64>,
+}
+
+/// An object opened for reading: its record, and how to decrypt it.
+pub struct OpenedObject {
+    pub record: ObjectRecord,
+    svc: Arc<Inner>,
+    extents: Vec<ReadableExtent>,
+}
+
+impl std::fmt::Debug for OpenedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedObject")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenedObject {
+    /// The plaintext byte range of each multipart part, in order.
+    pub fn part_ranges(&self) -> Vec<Range<u64>> {
+        self.extents
+            .iter()
+            .map(|e| e.offset..e.offset + e.extent.size)
+            .collect()
+    }
+
+    /// Streams plaintext bytes `range` (clamped to the object).
+    pub fn read(&self, range: Range<u64>) -> ByteStream {
+        let end = range.end.min(self.record.size);
+        if range.start >= end {
+            return Box::pin(futures::stream::empty());
+        }
+        read::stream(self.svc.clone(), self.extents.clone(), range.start..end)
+    }
+}
+
+pub(crate) fn new_version_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Wraps a fresh data key for an object version: by the customer key when given, else the
+/// master key. Returns the wrapped key and the customer key's MAC.
+pub(crate) fn wrap_new_key(
+    svc: &Inner,
+    dk: &DataKey,
+    binding: &Binding<'_>,
+    ck: Option<&CustomerKey>,
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    match ck {
+        Some(ck) => (
+            wrap_key(&ck.key, WrapKind::Customer, dk, binding),
+            Some(svc.master.customer_key_mac(&ck.key)),
+        ),
+        None => (
+            wrap_key(svc.master.bytes(), WrapKind::Master, dk, binding),
+            None,
+        ),
+    }
+}
+
+pub(crate) fn unwrap_data_key(
+    svc: &Inner,
+    wrapped: &[u8],
+    binding: &Binding<'_>,
+    ck: Option<&CustomerKey>,
+) -> Result<DataKey> {
+    let kek = match ck {
+        Some(ck) => &ck.key,
+        None => svc.master.bytes(),
+    };
+    Ok(unwrap_key(kek, wrapped, binding)?)
+}
+
+pub(crate) fn extent_cipher(
+    dk: &DataKey,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+    e: &ExtentRecord,
+) -> ChunkCipher {
+    let binding = Binding {
+        bucket,
+        key,
+        version_id,
+        part: e.part,
+    };
+    ChunkCipher::new(&dk.content_key(), e.nonce_prefix, binding)
+}
+
+impl ObjectService {
+    pub async fn put_object(&self, caller: &Caller, req: PutObject) -> Result<PutOutcome> {
+        let bucket = self.owned_bucket(caller, &req.bucket).await?;
+        let (class, profile) = self.profile_for(&bucket.profile, req.storage_class.as_deref())?;
+        let version_id = new_version_id();
+        let dk = DataKey::generate();
+        let binding = Binding {
+            bucket: &req.bucket,
+            key: &req.key,
+            version_id: &version_id,
+            part: 0,
+        };
+        let (wrapped_key, sse_c_mac) =
+            wrap_new_key(&self.inner, &dk, &binding, req.customer_key.as_ref());
+        let nonce_prefix = write::new_nonce_prefix();
+        let guard = WriteGuard::new(self.inner.clone());
+        let extent = write::write_extent(
+            &self.inner,
+            ExtentWrite {
+                part: 0,
+                profile,
+                cipher: ChunkCipher::new(&dk.content_key(), nonce_prefix, binding),
+                nonce_prefix,
+                placement_seed: version_id.clone(),
+                content_md5: req.content_md5,
+                checksum: req.checksum,
+                max_len: MAX_OBJECT_SIZE,
+            },
+            req.body,
+            &guard,
+        )
+        .await?;
+        let record = ObjectRecord {
+            bucket: req.bucket,
+            key: req.key,
+            version_id,
+            size: extent.size,
+            etag: extent.md5.clone(),
+            last_modified_ms: now_ms(),
+            meta: req.meta,
+            storage_class: class,
+            wrapped_key,
+            sse_c_mac,
+            checksum: extent.checksum.clone(),
+            parts_count: 0,
+        };
+        self.inner
+            .catalogue
+            .commit_object(&record, std::slice::from_ref(&extent))
+            .await?;
+        guard.commit();
+        self.gc_notify();
+        Ok(PutOutcome {
+            etag: record.etag,
+            last_modified_ms: record.last_modified_ms,
+            size: record.size,
+            checksum: record.checksum,
+            customer_key_md5: req.customer_key.map(|k| k.key_md5),
+        })
+    }
+
+    /// The object's record (HeadObject), checking the caller and the SSE-C key.
+    pub async fn head_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        ck: Option<&CustomerKey>,
+    ) -> Result<ObjectRecord> {
+        self.owned_bucket(caller, bucket).await?;
+        let record = self
+            .inner
+            .catalogue
+            .object(bucket, key)
+            .await?
+            .ok_or_else(|| Error::NoSuchKey {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            })?;
+        check_sse(&self.inner, record.sse_c_mac.as_deref(), ck)?;
+        Ok(record)
+    }
+
+    /// Opens an object for reading (GetObject, copies).
+    pub async fn open_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        key: &str,
+        ck: Option<&CustomerKey>,
+    ) -> Result<OpenedObject> {
+        let record = self.head_object(caller, bucket, key, ck).await?;
+        let binding = Binding {
+            bucket,
+            key,
+            version_id: &record.version_id,
+            part: 0,
+        };
+        let dk = unwrap_data_key(&self.inner, &record.wrapped_key, &binding, ck)?;
+        let mut extents = Vec::new();
+        let mut offset = 0;
+        for e in self.inner.catalogue.extents(&record.version_id).await? {
+            let cipher = Arc::new(extent_cipher(&dk, bucket, key, &record.version_id, &e));
+            let size = e.size;
+            extents.push(ReadableExtent {
+                extent: Arc::new(e),
+                cipher,
+                offset,
+            });
+            offset += size;
+        }
+        if offset != record.size {
+            return Err(Error::DataLoss(format!(
+                "object {bucket}/{key}: extents hold {offset} of {} bytes",
+                record.size
+            )));
+        }
+        Ok(OpenedObject {
+            record,
+            svc: self.inner.clone(),
+            extents,
+        })
+    }
+
+    /// Deletes an object; deleting a missing key succeeds, as in S3.
+    pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
+        self.owned_bucket(caller, bucket).await?;
+        self.inner.catalogue.delete_object(bucket, key).await?;
+        self.gc_notify();
+        Ok(())
+    }
+
+    /// Copies an object by re-encrypting it under the destination's key, version and binding.
+    /// `dest.body` is ignored; the source's bytes are used.
+    pub async fn copy_object(
+        &self,
+        caller: &Caller,
+        source: &OpenedObject,
+        range: Option<Range<u64>>,
+        mut dest: PutObject,
+    ) -> Result<PutOutcome> {
+        let range = range.unwrap_or(0..source.record.size);
+        dest.body = source.read(range);
+        self.put_object(caller, dest).await
+    }
+}
+
+impl CopySourceConditions {
+    /// Evaluates the conditions against the source, as S3 does for copies: both an if-match that
+    /// holds and an if-unmodified-since that fails still copy, and likewise for the negatives.
+    pub fn check(&self, record: &ObjectRecord) -> Result<()> {
+        let etag_matches = |want: &str| {
+            want.split(',')
+                .any(|w| w.trim().trim_matches('"') == record.etag || w.trim() == "*")
+        };
+        let failed = || Err(Error::PreconditionFailed);
+        match (&self.if_match, self.if_unmodified_since_ms) {
+            (Some(m), _) if !etag_matches(m) => return failed(),
+            (None, Some(t)) if record.last_modified_ms / 1000 > t / 1000 => return failed(),
+            _ => {}
+        }
+        match (&self.if_none_match, self.if_modified_since_ms) {
+            (Some(m), _) if etag_matches(m) => return failed(),
+            (None, Some(t)) if record.last_modified_ms / 1000 <= t / 1000 => return failed(),
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! The download pipeline: a plaintext range -> the chunks and segments that hold it -> byte
+//! ranges of data fragments, fetched in parallel -> chunks opened (which authenticates them) ->
+//! the requested bytes. A missing, failing or corrupt fragment sends the segment down the
+//! degraded path: whole fragments are fetched, checked against their content hash, and the data
+//! rebuilt from any k good ones.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::layout::{Geometry, SegmentSpan};
+use super::{BodyError, ByteStream, Error, Inner, Result};
+use crate::catalogue::{ExtentRecord, FragmentRecord};
+use crate::crypto::ChunkCipher;
+use crate::crypto::envelope::{CIPHER_CHUNK, PLAIN_CHUNK};
+use crate::erasure;
+use crate::store::FragmentHash;
+
+/// Decrypted spans buffered ahead of the client: the next segment is fetched while the
+/// previous one is sent.
+const READ_AHEAD: usize = 1;
+
+/// One extent of an object, ready to read.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadableExtent {
+    pub extent: Arc<ExtentRecord>,
+    pub cipher: Arc<ChunkCipher>,
+    /// Plaintext offset of the extent within the object.
+    pub offset: u64,
+}
+
+/// Streams plaintext bytes `range` of an object made of `extents`.
+pub(crate) fn stream(
+    svc: Arc<Inner>,
+    extents: Vec<ReadableExtent>,
+    range: Range<u64>,
+) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(READ_AHEAD);
+    tokio::spawn(async move {
+        for e in &extents {
+            let start = range.start.max(e.offset);
+            let end = range.end.min(e.offset + e.extent.size);
+            if start >= end {
+                continue;
+            }
+            let local = start - e.offset..end - e.offset;
+            if let Err(err) = read_extent(&svc, e, local, &tx).await {
+                tracing::error!(error = %err, "object read failed");
+                let _ = tx.send(Err(Box::new(err))).await;
+                return;
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// Sends plaintext bytes `range` (relative to the extent) of one extent.
+async fn read_extent(
+    svc: &Arc<Inner>,
+    e: &ReadableExtent,
+    range: Range<u64>,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, BodyError>>,
+) -> Result<()> {
+    let geometry = Geometry {
+        plain_len: e.extent.size,
+        k: u64::from(e.extent.k),
+        fragment_size: u64::from(e.extent.fragment_size),
+    };
+    let chunk_count = geometry.chunk_count();
+    if let Some(inline) = &e.extent.inline_data {
+        let first = range.start / PLAIN_CHUNK as u64;
+        let last = (range.end - 1) / PLAIN_CHUNK as u64;
+        let start = first as usize * CIPHER_CHUNK;
+        let end = ((last as usize + 1) * CIPHER_CHUNK).min(inline.len());
+        let cipher_bytes = inline
+            .get(start..end)
+            .ok_or_else(|| Error::DataLoss("inline data is truncated".into()))?;
+        let plain = open_span(&e.cipher, cipher_bytes.to_vec(), first, chunk_count, &range).await?;
+        let _ = tx.send(Ok(plain)).await;
+        return Ok(());
+    }
+    for span in geometry.spans(range.clone()) {
+        let fragments: Vec<&FragmentRecord> = e
+            .extent
+            .fragments
+            .iter()
+            .filter(|f| f.segment == span.segment)
+            .collect();
+        let plain = match fetch_span(svc, &geometry, &fragments, &span).await {
+            Ok(cipher_bytes) => {
+                open_span(
+                    &e.cipher,
+                    cipher_bytes,
+                    span.first_chunk,
+                    chunk_count,
+                    &range,
+                )
+                .await
+            }
+            Err(err) => Err(err),
+        };
+        let plain = match plain {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::warn!(segment = span.segment, error = %err, "degraded read: rebuilding the segment from parity");
+                let whole =
+                    rebuild_segment(svc, &geometry, &e.extent, &fragments, span.segment_len)
+                        .await?;
+                let cipher_bytes =
+                    whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
+                open_span(
+                    &e.cipher,
+                    cipher_bytes,
+                    span.first_chunk,
+                    chunk_count,
+                    &range,
+                )
+                .await?
+            }
+        };
+        if tx.send(Ok(plain)).await.is_err() {
+            return Ok(()); // the client went away
+        }
+    }
+    Ok(())
+}
+
+/// Opens the sealed chunks `cipher_bytes` (starting at chunk `first_chunk`) and keeps the bytes
+/// of the extent-relative plaintext `range`.
+async fn open_span(
+    cipher: &Arc<ChunkCipher>,
+    mut buf: Vec<u8>,
+    first_chunk: u64,
+    chunk_count: u64,
+    range: &Range<u64>,
+) -> Result<Bytes> {
+    let cipher = cipher.clone();
+    let range = range.clone();
+    tokio::task::spawn_blocking(move || {
+        // Open each chunk in place, then slide the plaintexts together over the tags.
+        let mut write = 0usize;
+        let mut read = 0usize;
+        let mut chunk = first_chunk;
+        let mut plain_start = first_chunk * PLAIN_CHUNK as u64;
+        let mut out_start = None;
+        let mut out_end = 0usize;
+        while read < buf.len() {
+            let end = (read + CIPHER_CHUNK).min(buf.len());
+            let n = cipher.open(chunk, chunk + 1 == chunk_count, &mut buf[read..end])?;
+            buf.copy_within(read..read + n, write);
+            // Trim to the requested range.
+            let lo = range.start.max(plain_start);
+            let hi = range.end.min(plain_start + n as u64);
+            if lo < hi {
+                out_start.get_or_insert(write + (lo - plain_start) as usize);
+                out_end = write + (hi - plain_start) as usize;
+            }
+            write += n;
+            read = end;
+            chunk += 1;
+            plain_start += n as u64;
+        }
+        let start = out_start.unwrap_or(0);
+        Ok(Bytes::from(buf).slice(start..out_end.max(start)))
+    })
+    .await?
+}
+
+/// The healthy path: byte ranges of the data fragments, fetched in parallel.
+async fn fetch_span(
+    svc: &Arc<Inner>,
+    g: &Geometry,
+    fragments: &[&FragmentRecord],
+    span: &SegmentSpan,
+) -> Result<Vec<u8>> {
+    let reads =
+        g.fragment_ranges(span.segment_len, &span.cipher)
+            .into_iter()
+            .map(|(j, r)| async move {
+                let f = fragments
+                    .get(j)
+                    .filter(|f| f.idx as usize == j)
+                    .ok_or_else(|| Error::DataLoss(format!("fragment {j} is not recorded")))?;
+                let store = svc.stores.by_id(&f.store).ok_or_else(|| {
+                    Error::DataLoss(format!("store {} is not configured", f.store))
+                })?;
+                let len = r.end - r.start;
+                let bytes = store.get(f.hash, Some(r)).await?;
+                if bytes.len() as u64 != len {
+                    return Err(Error::DataLoss(format!(
+                        "short read from store {}",
+                        f.store
+                    )));
+                }
+                Ok::<_, Error>(bytes)
+            });
+    let parts = futures::future::try_join_all(reads).await?;
+    let mut out = Vec::with_capacity((span.cipher.end - span.cipher.start) as usize);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    Ok(out)
+}
+
+/// The degraded path: rebuilds a whole segment's ciphertext from any k fragments whose content
+/// hash checks out, trying data fragments first.
+pub(crate) async fn rebuild_segment(
+    svc: &Arc<Inner>,
+    g: &Geometry,
+    extent: &ExtentRecord,
+    fragments: &[&FragmentRecord],
+    segment_len: u64,
+) -> Result<Vec<u8>> {
+    let (k, m) = (extent.k as usize, extent.m as usize);
+    let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
+    let mut good = 0;
+    let mut candidates = fragments
+        .iter()
+        .copied()
+        .filter(|f| (f.idx as usize) < k + m);
+    while good < k {
+        let wave: Vec<&FragmentRecord> = candidates.by_ref().take(k - good).collect();
+        if wave.is_empty() {
+            return Err(Error::DataLoss(format!(
+                "only {good} of the {k} fragments needed are readable"
+            )));
+        }
+        let fetched = futures::future::join_all(wave.iter().map(|f| fetch_verified(svc, f))).await;
+        for (f, result) in wave.iter().zip(fetched) {
+            match result {
+                Ok(bytes) => {
+                    shards[f.idx as usize] = Some(bytes);
+                    good += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(store = %f.store, fragment = %f.hash, error = %err, "fragment unusable")
+                }
+            }
+        }
+    }
+    let codec = svc.codecs.get(k, m)?;
+    let f_len = g.fragment_len(segment_len) as usize;
+    tokio::task::spawn_blocking(move || {
+        if shards
+            .iter()
+            .any(|s| s.as_ref().is_some_and(|s| s.len() != f_len))
+        {
+            return Err(Error::DataLoss("fragment has the wrong length".into()));
+        }
+        erasure::reconstruct_data(&codec, &mut shards)?;
+        let mut out = Vec::with_capacity(k * f_len);
+        for s in shards.iter().take(k) {
+            out.extend_from_slice(s.as_ref().expect("reconstructed"));
+        }
+        out.truncate(segment_len as usize);
+        Ok(out)
+    })
+    .await?
+}
+
+async fn fetch_verified(svc: &Arc<Inner>, f: &FragmentRecord) -> Result<Vec<u8>> {
+    let store = svc
+        .stores
+        .by_id(&f.store)
+        .ok_or_else(|| Error::DataLoss(format!("store {} is not configured", f.store)))?;
+    let bytes = store.get(f.hash, None).await?;
+    let expected = f.hash;
+    tokio::task::spawn_blocking(move || {
+        if FragmentHash::of(&bytes) == expected {
+            Ok(bytes.to_vec())
+        } else {
+            Err(Error::DataLoss(format!(
+                "fragment {expected} fails its hash check"
+            )))
+        }
+    })
+    .await?
+}

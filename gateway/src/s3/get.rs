@@ -1,0 +1,199 @@
+//! GetObject and HeadObject: conditions, ranges, part numbers, SSE-C.
+
+use std::ops::Range;
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::DeossS3;
+use super::error::OrS3;
+use super::headers::{Conditions, customer_key, set_checksum, set_object_headers, set_sse};
+use crate::catalogue::ObjectRecord;
+use crate::object::{ByteStream, OpenedObject};
+
+/// The byte range a GET or HEAD asks for: a `Range` header or a `partNumber`.
+fn requested_range(
+    record: &ObjectRecord,
+    opened: Option<&OpenedObject>,
+    range: Option<&s3s::dto::Range>,
+    part_number: Option<i32>,
+) -> S3Result<Option<Range<u64>>> {
+    if let Some(r) = range {
+        if part_number.is_some() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "cannot specify both Range and partNumber"
+            ));
+        }
+        let r = r.check(record.size).map_err(|_| {
+            s3_error!(
+                InvalidRange,
+                "the requested range is not satisfiable for an object of {} bytes",
+                record.size
+            )
+        })?;
+        return Ok(Some(r));
+    }
+    let Some(n) = part_number else {
+        return Ok(None);
+    };
+    let n = u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "part number must be an integer between 1 and 10000"
+            )
+        })?;
+    if record.parts_count == 0 {
+        return if n == 1 {
+            Ok(None)
+        } else {
+            Err(invalid_part_number(1))
+        };
+    }
+    let ranges = opened.map(OpenedObject::part_ranges).unwrap_or_default();
+    ranges
+        .into_iter()
+        .nth((n - 1) as usize)
+        .map(Some)
+        .ok_or_else(|| invalid_part_number(record.parts_count))
+}
+
+/// S3's 416 for a part number past the last part (s3s has no code constant for it).
+fn invalid_part_number(parts: u32) -> s3s::S3Error {
+    let mut e = s3s::S3Error::with_message(
+        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+        format!("the requested part number is not satisfiable: the object has {parts} part(s)"),
+    );
+    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    e
+}
+
+/// A response body for s3s.
+struct Body(ByteStream);
+
+impl futures::Stream for Body {
+    type Item = Result<bytes::Bytes, s3s::StdError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+impl s3s::stream::ByteStream for Body {}
+
+fn content_range(r: &Range<u64>, size: u64) -> String {
+    format!("bytes {}-{}/{size}", r.start, r.end - 1)
+}
+
+impl DeossS3 {
+    pub(super) async fn do_get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let caller = self.keys.caller(&req).await?;
+        let i = &req.input;
+        let ck = customer_key(
+            i.sse_customer_algorithm.as_deref(),
+            i.sse_customer_key.as_deref(),
+            i.sse_customer_key_md5.as_deref(),
+        )?;
+        let opened = self
+            .svc
+            .open_object(&caller, &i.bucket, &i.key, ck.as_ref())
+            .await
+            .or_s3()?;
+        let record = &opened.record;
+        Conditions {
+            if_match: i.if_match.as_ref(),
+            if_none_match: i.if_none_match.as_ref(),
+            if_modified_since: i.if_modified_since.as_ref(),
+            if_unmodified_since: i.if_unmodified_since.as_ref(),
+        }
+        .check(record)?;
+        let range = requested_range(record, Some(&opened), i.range.as_ref(), i.part_number)?;
+        let mut out = GetObjectOutput::default();
+        set_object_headers!(out, record);
+        set_sse!(out, ck.as_ref());
+        match &range {
+            Some(r) => {
+                out.content_length = Some((r.end - r.start) as i64);
+                out.content_range = Some(content_range(r, record.size));
+            }
+            None => {
+                out.content_length = Some(record.size as i64);
+                if i.checksum_mode
+                    .as_ref()
+                    .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+                {
+                    set_checksum!(out, record.checksum.as_ref());
+                }
+            }
+        }
+        let body = opened.read(range.unwrap_or(0..record.size));
+        out.body = Some(StreamingBlob::new(Body(body)));
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn do_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let caller = self.keys.caller(&req).await?;
+        let i = &req.input;
+        let ck = customer_key(
+            i.sse_customer_algorithm.as_deref(),
+            i.sse_customer_key.as_deref(),
+            i.sse_customer_key_md5.as_deref(),
+        )?;
+        // A part number needs the layout; a plain HEAD only the record.
+        let (record, opened) = if i.part_number.is_some() {
+            let o = self
+                .svc
+                .open_object(&caller, &i.bucket, &i.key, ck.as_ref())
+                .await
+                .or_s3()?;
+            (o.record.clone(), Some(o))
+        } else {
+            (
+                self.svc
+                    .head_object(&caller, &i.bucket, &i.key, ck.as_ref())
+                    .await
+                    .or_s3()?,
+                None,
+            )
+        };
+        Conditions {
+            if_match: i.if_match.as_ref(),
+            if_none_match: i.if_none_match.as_ref(),
+            if_modified_since: i.if_modified_since.as_ref(),
+            if_unmodified_since: i.if_unmodified_since.as_ref(),
+        }
+        .check(&record)?;
+        let range = requested_range(&record, opened.as_ref(), i.range.as_ref(), i.part_number)?;
+        let mut out = HeadObjectOutput::default();
+        set_object_headers!(out, &record);
+        set_sse!(out, ck.as_ref());
+        match &range {
+            Some(r) => {
+                out.content_length = Some((r.end - r.start) as i64);
+                out.content_range = Some(content_range(r, record.size));
+            }
+            None => {
+                out.content_length = Some(record.size as i64);
+                if i.checksum_mode
+                    .as_ref()
+                    .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+                {
+                    set_checksum!(out, record.checksum.as_ref());
+                }
+            }
+        }
+        Ok(S3Response::new(out))
+    }
+}

@@ -1,0 +1,331 @@
+//! Translating S3 request fields into domain values and back: SSE-C keys, metadata, digests,
+//! checksums, conditions, timestamps.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use md5::{Digest as _, Md5};
+use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
+use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
+
+use crate::catalogue::{ObjectMeta, ObjectRecord};
+use crate::object::{ChecksumAlgorithm, ChecksumExpectation, CustomerKey};
+
+/// The SSE-C triple, validated: algorithm AES256, a 256-bit key, and its MD5.
+pub fn customer_key(
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    key_md5: Option<&str>,
+) -> S3Result<Option<CustomerKey>> {
+    let (algorithm, key, key_md5) = match (algorithm, key, key_md5) {
+        (None, None, None) => return Ok(None),
+        (Some(a), Some(k), Some(m)) => (a, k, m),
+        _ => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "SSE-C requests need all of x-amz-server-side-encryption-customer-algorithm, -key and -key-MD5"
+            ));
+        }
+    };
+    if algorithm != "AES256" {
+        return Err(s3_error!(
+            InvalidArgument,
+            "the SSE-C algorithm must be AES256"
+        ));
+    }
+    let bytes = B64
+        .decode(key)
+        .map_err(|_| s3_error!(InvalidArgument, "the SSE-C key is not valid base64"))?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| s3_error!(InvalidArgument, "the SSE-C key must be 256 bits"))?;
+    let digest: [u8; 16] = Md5::digest(key).into();
+    if B64.encode(digest) != key_md5 {
+        return Err(s3_error!(
+            InvalidArgument,
+            "the SSE-C key MD5 does not match the key"
+        ));
+    }
+    Ok(Some(CustomerKey {
+        key,
+        key_md5: key_md5.to_string(),
+    }))
+}
+
+pub fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    let Some(v) = value else { return Ok(None) };
+    let bytes = B64
+        .decode(v)
+        .map_err(|_| s3_error!(InvalidDigest, "the Content-MD5 you specified is not valid"))?;
+    let md5 = bytes
+        .try_into()
+        .map_err(|_| s3_error!(InvalidDigest, "the Content-MD5 you specified is not valid"))?;
+    Ok(Some(md5))
+}
+
+/// The headers an object keeps.
+pub struct MetaHeaders<'a> {
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub content_disposition: Option<&'a str>,
+    pub content_language: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub expires: Option<&'a Timestamp>,
+    pub metadata: Option<&'a Metadata>,
+}
+
+impl MetaHeaders<'_> {
+    pub fn into_meta(self) -> S3Result<ObjectMeta> {
+        let own = |v: Option<&str>| v.map(str::to_string);
+        Ok(ObjectMeta {
+            content_type: own(self.content_type),
+            content_encoding: own(self.content_encoding),
+            content_disposition: own(self.content_disposition),
+            content_language: own(self.content_language),
+            cache_control: own(self.cache_control),
+            expires: self.expires.map(http_date).transpose()?,
+            user: self
+                .metadata
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+    }
+}
+
+fn http_date(t: &Timestamp) -> S3Result<String> {
+    let mut buf = Vec::new();
+    t.format(TimestampFormat::HttpDate, &mut buf)
+        .map_err(|_| s3_error!(InvalidArgument, "invalid date"))?;
+    String::from_utf8(buf).map_err(|_| s3_error!(InvalidArgument, "invalid date"))
+}
+
+pub fn parse_http_date(s: &str) -> Option<Timestamp> {
+    Timestamp::parse(TimestampFormat::HttpDate, s).ok()
+}
+
+pub fn timestamp(ms: i64) -> Timestamp {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(t)
+}
+
+pub fn timestamp_ms(t: &Timestamp) -> i64 {
+    let t: time::OffsetDateTime = t.clone().into();
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_string())
+}
+
+/// The checksum a request names: one `x-amz-checksum-*` header, a trailer announced by
+/// `x-amz-trailer`, or just an algorithm to compute (`x-amz-sdk-checksum-algorithm`).
+pub struct ChecksumHeaders<'a> {
+    pub algorithm: Option<&'a str>,
+    pub crc32: Option<&'a str>,
+    pub crc32c: Option<&'a str>,
+    pub crc64nvme: Option<&'a str>,
+    pub sha1: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    pub trailer: Option<&'a str>,
+    pub trailing: Option<&'a TrailingHeaders>,
+}
+
+impl ChecksumHeaders<'_> {
+    pub fn expectation(self) -> S3Result<Option<ChecksumExpectation>> {
+        let given: Vec<(ChecksumAlgorithm, &str)> = [
+            (ChecksumAlgorithm::Crc32, self.crc32),
+            (ChecksumAlgorithm::Crc32c, self.crc32c),
+            (ChecksumAlgorithm::Crc64Nvme, self.crc64nvme),
+            (ChecksumAlgorithm::Sha1, self.sha1),
+            (ChecksumAlgorithm::Sha256, self.sha256),
+        ]
+        .into_iter()
+        .filter_map(|(a, v)| v.map(|v| (a, v)))
+        .collect();
+        if given.len() > 1 {
+            return Err(s3_error!(
+                InvalidRequest,
+                "expecting a single x-amz-checksum- header"
+            ));
+        }
+        if let Some((algorithm, value)) = given.first() {
+            algorithm.validate(value).map_err(|_| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidDigest,
+                    format!("value for {} is invalid", algorithm.header_name()),
+                )
+            })?;
+            return Ok(Some(ChecksumExpectation {
+                algorithm: *algorithm,
+                expected: Some((*value).to_string()),
+                from_trailer: None,
+            }));
+        }
+        if let Some(name) = self.trailer.map(|t| t.trim().to_ascii_lowercase()) {
+            let algorithm = name
+                .strip_prefix("x-amz-checksum-")
+                .and_then(ChecksumAlgorithm::parse)
+                .ok_or_else(|| s3_error!(InvalidRequest, "unsupported x-amz-trailer {name:?}"))?;
+            let trailing = self.trailing.cloned();
+            let read = move || {
+                trailing
+                    .and_then(|t| {
+                        t.read(|h| {
+                            h.get(name.as_str())
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string)
+                        })
+                    })
+                    .flatten()
+            };
+            return Ok(Some(ChecksumExpectation {
+                algorithm,
+                expected: None,
+                from_trailer: Some(Box::new(read)),
+            }));
+        }
+        match self.algorithm {
+            None => Ok(None),
+            Some(a) => {
+                let algorithm = ChecksumAlgorithm::parse(a).ok_or_else(|| {
+                    s3_error!(InvalidRequest, "unsupported checksum algorithm {a:?}")
+                })?;
+                Ok(Some(ChecksumExpectation {
+                    algorithm,
+                    expected: None,
+                    from_trailer: None,
+                }))
+            }
+        }
+    }
+}
+
+/// Fills the `checksum_*` fields of an output struct from a stored checksum.
+macro_rules! set_checksum {
+    ($out:expr, $checksum:expr) => {
+        if let Some(c) = $checksum {
+            let v = Some(c.value.clone());
+            match c.algorithm.as_str() {
+                "CRC32" => $out.checksum_crc32 = v,
+                "CRC32C" => $out.checksum_crc32c = v,
+                "CRC64NVME" => $out.checksum_crc64nvme = v,
+                "SHA1" => $out.checksum_sha1 = v,
+                "SHA256" => $out.checksum_sha256 = v,
+                _ => {}
+            }
+        }
+    };
+}
+pub(crate) use set_checksum;
+
+/// Conditional-request headers of GET and HEAD.
+pub struct Conditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// An ETag condition as text for the copy-source checks ("*" or the bare ETag).
+pub fn condition_text(c: &ETagCondition) -> String {
+    match c {
+        ETagCondition::Any => "*".to_string(),
+        ETagCondition::ETag(e) => e.value().to_string(),
+    }
+}
+
+fn condition_matches(cond: &ETagCondition, etag: &str) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    }
+}
+
+impl Conditions<'_> {
+    /// Evaluates the conditions as RFC 9110 orders them: 412 PreconditionFailed, or 304 NotModified
+    /// (carrying the ETag and Last-Modified), or go ahead.
+    pub fn check(&self, record: &ObjectRecord) -> S3Result<()> {
+        let modified_s = record.last_modified_ms / 1000;
+        match (self.if_match, self.if_unmodified_since) {
+            (Some(c), _) if !condition_matches(c, &record.etag) => {
+                return Err(s3_error!(PreconditionFailed));
+            }
+            (None, Some(t)) if modified_s > timestamp_ms(t) / 1000 => {
+                return Err(s3_error!(PreconditionFailed));
+            }
+            _ => {}
+        }
+        let not_modified = match (self.if_none_match, self.if_modified_since) {
+            (Some(c), _) => condition_matches(c, &record.etag),
+            (None, Some(t)) => modified_s <= timestamp_ms(t) / 1000,
+            _ => false,
+        };
+        if not_modified {
+            let mut err = S3Error::new(S3ErrorCode::NotModified);
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", record.etag)) {
+                headers.insert(http::header::ETAG, v);
+            }
+            if let Some(v) = http_date(&timestamp(record.last_modified_ms))
+                .ok()
+                .and_then(|d| http::HeaderValue::from_str(&d).ok())
+            {
+                headers.insert(http::header::LAST_MODIFIED, v);
+            }
+            err.set_headers(headers);
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// Applies the stored object headers to an output struct (GetObject / HeadObject).
+macro_rules! set_object_headers {
+    ($out:expr, $record:expr) => {{
+        let r = $record;
+        $out.content_type = r.meta.content_type.clone();
+        $out.content_encoding = r.meta.content_encoding.clone();
+        $out.content_disposition = r.meta.content_disposition.clone();
+        $out.content_language = r.meta.content_language.clone();
+        $out.cache_control = r.meta.cache_control.clone();
+        $out.expires = r
+            .meta
+            .expires
+            .as_deref()
+            .and_then($crate::s3::headers::parse_http_date);
+        $out.e_tag = Some($crate::s3::headers::etag(&r.etag));
+        $out.last_modified = Some($crate::s3::headers::timestamp(r.last_modified_ms));
+        $out.accept_ranges = Some("bytes".to_string());
+        if !r.meta.user.is_empty() {
+            $out.metadata = Some(r.meta.user.clone().into_iter().collect());
+        }
+        if r.storage_class != "STANDARD" {
+            $out.storage_class = Some(s3s::dto::StorageClass::from(r.storage_class.clone()));
+        }
+        if r.parts_count > 0 {
+            $out.parts_count = Some(r.parts_count as i32);
+        }
+    }};
+}
+pub(crate) use set_object_headers;
+
+/// The SSE response headers: customer algorithm and key MD5 for SSE-C, AES256 otherwise.
+macro_rules! set_sse {
+    ($out:expr, $ck:expr) => {
+        match $ck {
+            Some(ck) => {
+                $out.sse_customer_algorithm = Some("AES256".to_string());
+                $out.sse_customer_key_md5 = Some(ck.key_md5.clone());
+            }
+            None => {
+                $out.server_side_encryption =
+                    Some(s3s::dto::ServerSideEncryption::from_static("AES256"));
+            }
+        }
+    };
+}
+pub(crate) use set_sse;

@@ -1,0 +1,286 @@
+//! Starting the gateway: open everything the config names, then serve S3 (and the HTTP routes
+//! that are not S3) on a listener until shutdown, draining requests in flight.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleError;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminError, NewKey};
+use crate::catalogue::{Backend, Catalogue, CatalogueError};
+use crate::config::{Config, ConfigError};
+use crate::crypto::{CryptoError, MasterKey, write_private_file};
+use crate::object::{self, ObjectService, ServiceConfig};
+use crate::s3::DeossS3;
+use crate::s3::auth::{KeyDirectory, SignedOnly, is_sigv2};
+use crate::store::{FragmentStore, LocalStore, StoreError, StoreSet};
+
+/// Name of the user that owns the root credentials.
+pub const ROOT_USER: &str = "root";
+/// Where generated root credentials are written (mode 0600).
+pub const ROOT_CREDENTIALS_FILE: &str = "root-credentials";
+/// Path prefix of the gateway's own HTTP routes; no bucket name can start with '-'.
+pub const ROUTE_PREFIX: &str = "/-";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the catalogue: {0}")]
+    Catalogue(#[from] CatalogueError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("cannot open fragment store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot set up the root user: {0}")]
+    Admin(#[from] AdminError),
+    #[error("cannot start the object service: {0}")]
+    Service(#[from] object::Error),
+    #[error("listener failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything a running gateway holds.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub config: Config,
+    pub service: ObjectService,
+    pub keys: KeyDirectory,
+}
+
+/// Opens the catalogue and master key as `config` says (what `deoss admin` needs too).
+pub async fn open_catalogue(config: &Config) -> Result<(Catalogue, MasterKey), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let master = MasterKey::load_or_create(&config.master_key_path())?;
+    let catalogue = Catalogue::open(&config.database_url()).await?;
+    Ok((catalogue, master))
+}
+
+impl Gateway {
+    /// Opens the gateway's state and collects what interrupted writes left behind.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        let started = SystemTime::now();
+        let (catalogue, master) = open_catalogue(&config).await?;
+        ensure_root(&catalogue, &master, &config).await?;
+        let stores = config
+            .store_dirs()
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                Ok(Arc::new(LocalStore::open(format!("local-{i:02}"), dir)?)
+                    as Arc<dyn FragmentStore>)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let service_config = ServiceConfig {
+            default_profile: config.erasure.default_profile.clone(),
+            inline_threshold: config.limits.inline_threshold,
+            storage_classes: config.erasure.storage_classes.clone(),
+            max_segments_in_flight: config.limits.max_segments_in_flight,
+            gc_grace: Duration::from_secs(config.gc.grace_secs),
+        };
+        let service = ObjectService::new(
+            catalogue.clone(),
+            StoreSet::new(stores),
+            master.clone(),
+            service_config,
+        )?;
+        // With SQLite the catalogue is this process's alone, so every unreferenced fragment older
+        // than this start is an orphan of a write that died with a previous run.
+        let cutoff = match catalogue.backend() {
+            Backend::Sqlite => started,
+            Backend::Postgres => started - Duration::from_secs(config.gc.grace_secs),
+        };
+        let swept = service.sweep_orphans(cutoff).await?;
+        let drained = service.drain_gc_queue().await?;
+        if swept.deleted + drained.deleted > 0 {
+            tracing::info!(
+                orphans = swept.deleted,
+                queued = drained.deleted,
+                "collected unreferenced fragments at start"
+            );
+        }
+        let keys = KeyDirectory::new(catalogue, master);
+        Ok(Self {
+            config,
+            service,
+            keys,
+        })
+    }
+
+    /// The HTTP application: the gateway's own routes under `/-/`, S3 for everything else.
+    pub fn router(&self) -> Router {
+        let mut builder = S3ServiceBuilder::new(DeossS3::new(
+            self.service.clone(),
+            self.keys.clone(),
+            self.config.region.clone(),
+        ));
+        builder.set_auth(self.keys.clone());
+        builder.set_access(SignedOnly);
+        let s3 = HandleError::new(builder.build(), |err: s3s::HttpError| async move {
+            tracing::error!(?err, "S3 service error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        });
+        Router::new()
+            .route(&format!("{ROUTE_PREFIX}/health"), get(|| async { "ok" }))
+            .fallback_service(s3)
+            .layer(middleware::from_fn(refuse_sigv2))
+    }
+}
+
+/// SigV2 is refused before s3s sees it (s3s would verify and accept it).
+async fn refuse_sigv2(req: Request, next: Next) -> Response {
+    if is_sigv2(req.headers(), req.uri()) {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidRequest</Code><Message>\
+                    The authorization mechanism you have provided is not supported: AWS Signature Version 2 is \
+                    refused. Please use AWS4-HMAC-SHA256.</Message></Error>";
+        return (
+            StatusCode::BAD_REQUEST,
+            [(http::header::CONTENT_TYPE, "application/xml")],
+            Body::from(body),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Makes sure the root user has credentials: the configured ones, or generated ones written
+/// once to `<data_dir>/root-credentials` and printed.
+async fn ensure_root(
+    cat: &Catalogue,
+    master: &MasterKey,
+    config: &Config,
+) -> Result<(), StartError> {
+    let root = match cat.user_by_name(ROOT_USER).await? {
+        Some(u) => u,
+        None => cat
+            .create_user(ROOT_USER)
+            .await?
+            .ok_or_else(|| AdminError::UserExists(ROOT_USER.into()))?,
+    };
+    if let (Some(ak), Some(sk)) = (&config.root_access_key, config.root_secret()?) {
+        match cat.access_key(ak).await? {
+            Some(existing) if existing.user_id == root.id => {
+                let current = master.open_secret(
+                    &crate::s3::auth::secret_context(ak),
+                    &existing.secret_sealed,
+                )?;
+                if current != sk.as_bytes() {
+                    cat.delete_key(ak).await?;
+                    admin::add_key(
+                        cat,
+                        master,
+                        &root.id,
+                        &NewKey {
+                            access_key: ak.clone(),
+                            secret_key: sk,
+                        },
+                    )
+                    .await?;
+                }
+            }
+            Some(_) => {
+                return Err(AdminError::UserExists(format!(
+                    "access key {ak} belongs to another user"
+                ))
+                .into());
+            }
+            None => {
+                admin::add_key(
+                    cat,
+                    master,
+                    &root.id,
+                    &NewKey {
+                        access_key: ak.clone(),
+                        secret_key: sk,
+                    },
+                )
+                .await?
+            }
+        }
+        return Ok(());
+    }
+    if !cat.list_keys(&root.id).await?.is_empty() {
+        return Ok(());
+    }
+    let key = admin::generate_key();
+    admin::add_key(cat, master, &root.id, &key).await?;
+    let path = config.data_dir.join(ROOT_CREDENTIALS_FILE);
+    let text = format!(
+        "access_key = \"{}\"\nsecret_key = \"{}\"\n",
+        key.access_key, key.secret_key
+    );
+    write_private_file(&path, text.as_bytes()).map_err(|source| StartError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    print_root_credentials(&key, &path);
+    Ok(())
+}
+
+fn print_root_credentials(key: &NewKey, path: &Path) {
+    println!(
+        "Generated root credentials (shown once; also kept in {}):",
+        path.display()
+    );
+    println!("  AWS_ACCESS_KEY_ID={}", key.access_key);
+    println!("  AWS_SECRET_ACCESS_KEY={}", key.secret_key);
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then drains requests in flight and
+/// stops the background workers.
+pub async fn serve(
+    gateway: Gateway,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let gc = {
+        let svc = gateway.service.clone();
+        let interval = Duration::from_secs(gateway.config.gc.interval_secs.max(1));
+        let sweep = Duration::from_secs(gateway.config.gc.sweep_interval_secs.max(1));
+        tokio::spawn(async move { svc.run_gc(interval, sweep, stop_rx).await })
+    };
+    let app = gateway.router();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = gc.await;
+    gateway.service.catalogue().close().await;
+    Ok(())
+}
+
+/// Opens the gateway for `config` and serves it on `listener` until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let data_dir: PathBuf = config.data_dir.clone();
+    let gateway = Gateway::open(config).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), catalogue = gateway.service.catalogue().backend().as_str(),
+        stores = gateway.service.stores().len(), "deoss is serving S3");
+    serve(gateway, listener, shutdown).await
+}

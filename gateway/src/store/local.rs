@@ -1,0 +1,221 @@
+//! Fragment store in a local directory: `<root>/<first two hex digits>/<hash>`.
+//!
+//! A fragment is written to `<root>/.tmp/`, synced, then renamed into place and the directory
+//! synced, so a crash leaves either no fragment or a whole one (a stray temp file at worst, which
+//! the next start removes).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{FragmentHash, FragmentStore, StoreError, StoredFragment};
+
+const TMP_DIR: &str = ".tmp";
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    id: String,
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (creating if needed) the store at `root`, and drops temp files of interrupted writes.
+    pub fn open(id: impl Into<String>, root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let id = id.into();
+        let root = root.into();
+        let io = |source| StoreError::Io {
+            store: id.clone(),
+            source,
+        };
+        let tmp = root.join(TMP_DIR);
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io)?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io)?;
+        Ok(Self { id, root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a fragment lives (used by tests that damage stores on purpose).
+    pub fn path_of(&self, hash: FragmentHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.root.join(&hex[..2]).join(hex)
+    }
+
+    fn io(&self) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        |source| StoreError::Io {
+            store: self.id.clone(),
+            source,
+        }
+    }
+
+    fn put_blocking(&self, hash: FragmentHash, data: &[u8]) -> Result<(), StoreError> {
+        let target = self.path_of(hash);
+        if target.exists() {
+            return Ok(());
+        }
+        let dir = target.parent().expect("fragment path has a parent");
+        std::fs::create_dir_all(dir).map_err(self.io())?;
+        let tmp = self
+            .root
+            .join(TMP_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let mut file = std::fs::File::create(&tmp).map_err(self.io())?;
+        file.write_all(data)
+            .and_then(|()| file.sync_data())
+            .map_err(self.io())?;
+        drop(file);
+        std::fs::rename(&tmp, &target).map_err(self.io())?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io())
+    }
+
+    fn get_blocking(
+        &self,
+        hash: FragmentHash,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, StoreError> {
+        let mut file = match std::fs::File::open(self.path_of(hash)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    store: self.id.clone(),
+                    hash,
+                });
+            }
+            Err(e) => return Err(self.io()(e)),
+        };
+        let len = file.metadata().map_err(self.io())?.len();
+        let r = range.unwrap_or(0..len);
+        if r.start > r.end || r.end > len {
+            return Err(StoreError::BadRange {
+                store: self.id.clone(),
+                hash,
+                start: r.start,
+                end: r.end,
+                len,
+            });
+        }
+        let mut buf = vec![0u8; (r.end - r.start) as usize];
+        file.seek(SeekFrom::Start(r.start)).map_err(self.io())?;
+        file.read_exact(&mut buf).map_err(self.io())?;
+        Ok(Bytes::from(buf))
+    }
+
+    fn delete_blocking(&self, hash: FragmentHash) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path_of(hash)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io()(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn list_blocking(&self) -> Result<Vec<StoredFragment>, StoreError> {
+        let mut out = Vec::new();
+        for dir in std::fs::read_dir(&self.root).map_err(self.io())? {
+            let dir = dir.map_err(self.io())?;
+            if dir.file_name() == TMP_DIR || !dir.file_type().map_err(self.io())?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(dir.path()).map_err(self.io())? {
+                let entry = entry.map_err(self.io())?;
+                let Some(hash) = entry.file_name().to_str().and_then(FragmentHash::from_hex) else {
+                    continue;
+                };
+                let modified = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map_err(self.io())?;
+                out.push(StoredFragment { hash, modified });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs blocking file I/O off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &LocalStore,
+    f: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let me = store.clone();
+    tokio::task::spawn_blocking(move || f(&me))
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            store: store.id.clone(),
+            reason: e.to_string(),
+        })?
+}
+
+#[async_trait]
+impl FragmentStore for LocalStore {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn put(&self, hash: FragmentHash, data: Bytes) -> Result<(), StoreError> {
+        blocking(self, move |s| s.put_blocking(hash, &data)).await
+    }
+
+    async fn get(
+        &self,
+        hash: FragmentHash,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, StoreError> {
+        blocking(self, move |s| s.get_blocking(hash, range)).await
+    }
+
+    async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError> {
+        blocking(self, move |s| s.delete_blocking(hash)).await
+    }
+
+    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
+        blocking(self, LocalStore::list_blocking).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        blocking(self, |s| {
+            let tmp = s.root.join(TMP_DIR);
+            if tmp.is_dir() {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable {
+                    store: s.id.clone(),
+                    reason: "directory is missing".into(),
+                })
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open("local-0", dir.path()).unwrap();
+        crate::store::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn interrupted_writes_are_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalStore::open("local-0", dir.path()).unwrap();
+        std::fs::write(dir.path().join(TMP_DIR).join("half-written"), b"x").unwrap();
+        let store = LocalStore::open("local-0", dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
+            0
+        );
+        assert!(store.list().await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,119 @@
+//! Fragment stores: where erasure-coded fragments live.
+//!
+//! One small trait, usable as `dyn`, with a local-directory backend (the default) and an
+//! in-memory one for tests; later backends (remote S3-compatible nodes, CESS storage miners)
+//! implement the same trait and run the same conformance suite. Fragments are content addressed:
+//! a fragment's name is the SHA-256 of its bytes, as 64 lowercase hex characters (as CESS names
+//! them), so a reader can always tell a corrupt fragment from a good one.
+
+pub mod local;
+pub mod memory;
+pub mod placement;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+use std::fmt;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use placement::StoreSet;
+
+/// SHA-256 of a fragment's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentHash(pub [u8; 32]);
+
+impl FragmentHash {
+    pub fn of(data: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, data);
+        Self(digest.as_ref().try_into().expect("sha256 is 32 bytes"))
+    }
+
+    /// 64 lowercase hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let bytes = hex::decode(s).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl fmt::Display for FragmentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for FragmentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FragmentHash({})", &self.to_hex()[..12])
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("fragment {hash} not found on store {store}")]
+    NotFound { store: String, hash: FragmentHash },
+    #[error("range {start}..{end} is outside fragment {hash} ({len} bytes) on store {store}")]
+    BadRange {
+        store: String,
+        hash: FragmentHash,
+        start: u64,
+        end: u64,
+        len: u64,
+    },
+    #[error("store {store}: I/O error")]
+    Io {
+        store: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store {store} is unavailable: {reason}")]
+    Unavailable { store: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Io { .. } | Self::Unavailable { .. })
+    }
+}
+
+/// A fragment as listed by a store, for garbage collection.
+#[derive(Debug, Clone)]
+pub struct StoredFragment {
+    pub hash: FragmentHash,
+    pub modified: SystemTime,
+}
+
+#[async_trait]
+pub trait FragmentStore: Send + Sync + fmt::Debug + 'static {
+    /// Stable identifier, recorded in the catalogue next to every fragment placed here.
+    fn id(&self) -> &str;
+
+    /// Stores a fragment durably. Storing a fragment that is already present succeeds.
+    async fn put(&self, hash: FragmentHash, data: Bytes) -> Result<(), StoreError>;
+
+    /// Reads a fragment, or a byte range of it.
+    async fn get(&self, hash: FragmentHash, range: Option<Range<u64>>)
+    -> Result<Bytes, StoreError>;
+
+    /// Removes a fragment; removing an absent one succeeds.
+    async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError>;
+
+    /// Every fragment held, for garbage collection.
+    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError>;
+
+    /// Cheap liveness probe.
+    async fn health(&self) -> Result<(), StoreError>;
+}

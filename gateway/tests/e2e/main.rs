@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `deoss` binary on port 0, driven by aws-sdk-s3 (and the aws CLI).
+
+mod harness;
+
+mod auth;
+mod aws_cli;
+mod buckets;
+mod durability;
+mod listing;
+mod multipart;
+mod objects;
