@@ -100,6 +100,8 @@ pub struct GcConfig {
     pub sweep_interval_secs: u64,
     /// Unreferenced fragments younger than this are left to writes that may still be in progress.
     pub grace_secs: u64,
+    /// Multipart uploads older than this are aborted and their parts collected.
+    pub abandoned_upload_secs: u64,
 }
 
 impl Default for Config {
@@ -157,6 +159,7 @@ impl Default for GcConfig {
             interval_secs: 60,
             sweep_interval_secs: 3600,
             grace_secs: 24 * 3600,
+            abandoned_upload_secs: 7 * 24 * 3600,
         }
     }
 }

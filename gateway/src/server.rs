@@ -98,6 +98,7 @@ impl Gateway {
             storage_classes: config.erasure.storage_classes.clone(),
             max_segments_in_flight: config.limits.max_segments_in_flight,
             gc_grace: Duration::from_secs(config.gc.grace_secs),
+            abandoned_upload_after: Duration::from_secs(config.gc.abandoned_upload_secs),
         };
         let service = ObjectService::new(
             catalogue.clone(),

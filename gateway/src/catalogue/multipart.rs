@@ -143,6 +143,22 @@ impl Catalogue {
         Ok(true)
     }
 
+    /// Ids of uploads initiated before `before_ms` (abandoned, to be aborted).
+    pub async fn uploads_initiated_before(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT upload_id FROM uploads WHERE initiated_ms < $1 ORDER BY initiated_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("upload_id")?)).collect()
+    }
+
     /// Aborts an upload, collecting its parts. Returns false if there was no such upload.
     pub async fn abort_upload(&self, upload_id: &str) -> Result<bool> {
         let mut w = self.write().await?;

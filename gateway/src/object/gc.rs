@@ -62,6 +62,29 @@ impl ObjectService {
         }
     }
 
+    /// Aborts multipart uploads initiated longer ago than the configured limit; their parts are
+    /// queued for collection.
+    pub async fn abort_abandoned_uploads(&self) -> Result<usize> {
+        let cutoff =
+            crate::catalogue::now_ms() - self.inner.cfg.abandoned_upload_after.as_millis() as i64;
+        let mut aborted = 0;
+        loop {
+            let ids = self
+                .inner
+                .catalogue
+                .uploads_initiated_before(cutoff, DRAIN_BATCH)
+                .await?;
+            if ids.is_empty() {
+                return Ok(aborted);
+            }
+            for id in ids {
+                if self.inner.catalogue.abort_upload(&id).await? {
+                    aborted += 1;
+                }
+            }
+        }
+    }
+
     /// Deletes fragments that no catalogue row references and that were last written before
     /// `cutoff`, skipping those that writes in progress in this process hold.
     pub async fn sweep_orphans(&self, cutoff: SystemTime) -> Result<GcReport> {
@@ -102,8 +125,8 @@ impl ObjectService {
         Ok(report)
     }
 
-    /// Runs until `shutdown` fires: drains the queue when woken (and every `interval`), and
-    /// sweeps for orphans older than the grace period every `sweep_every`.
+    /// Runs until `shutdown` fires: drains the queue when woken (and every `interval`); every
+    /// `sweep_every` aborts abandoned uploads and sweeps for orphans older than the grace period.
     pub async fn run_gc(
         &self,
         interval: Duration,
@@ -117,6 +140,11 @@ impl ObjectService {
             }
             if last_sweep.elapsed() >= sweep_every {
                 last_sweep = tokio::time::Instant::now();
+                match self.abort_abandoned_uploads().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(aborted = n, "aborted abandoned multipart uploads"),
+                    Err(e) => tracing::warn!(error = %e, "aborting abandoned uploads failed"),
+                }
                 let cutoff = SystemTime::now() - self.inner.cfg.gc_grace;
                 match self.sweep_orphans(cutoff).await {
                     Ok(r) => tracing::info!(deleted = r.deleted, "gc sweep done"),
@@ -129,5 +157,93 @@ impl ObjectService {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use crate::catalogue::ObjectMeta;
+    use crate::object::ServiceConfig;
+    use crate::object::testing::{body, service};
+
+    #[tokio::test]
+    async fn abandoned_uploads_are_aborted_and_their_parts_collected() {
+        let cfg = ServiceConfig {
+            abandoned_upload_after: Duration::ZERO,
+            ..ServiceConfig::default()
+        };
+        let (_dir, svc, caller) = service(12, cfg).await;
+        let id = svc
+            .create_multipart_upload(&caller, "test", "k", ObjectMeta::default(), None, None)
+            .await
+            .unwrap();
+        let part = vec![7u8; 300_000];
+        svc.upload_part(&caller, "test", "k", &id, 1, None, None, None, body(part))
+            .await
+            .unwrap();
+        let stored: usize = futures::future::join_all(svc.stores().all().map(|s| s.list()))
+            .await
+            .iter()
+            .map(|l| l.as_ref().unwrap().len())
+            .sum();
+        assert_eq!(stored, 12, "one segment of 4+8 fragments");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(svc.abort_abandoned_uploads().await.unwrap(), 1);
+        assert!(
+            svc.list_multipart_uploads(&caller, "test", "", "", "", 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        let report = svc.drain_gc_queue().await.unwrap();
+        assert_eq!(report.deleted, 12);
+        // Nothing is left for the orphan sweep either.
+        assert_eq!(
+            svc.sweep_orphans(SystemTime::now()).await.unwrap().deleted,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn orphan_sweep_spares_young_and_referenced_fragments() {
+        let (_dir, svc, caller) = service(12, ServiceConfig::default()).await;
+        let put = crate::object::PutObject {
+            bucket: "test".into(),
+            key: "kept".into(),
+            meta: ObjectMeta::default(),
+            storage_class: None,
+            customer_key: None,
+            content_md5: None,
+            checksum: None,
+            body: body(vec![3u8; 500_000]),
+        };
+        svc.put_object(&caller, put).await.unwrap();
+        let orphan = bytes::Bytes::from_static(b"orphan fragment");
+        let store = svc.stores().all().next().unwrap().clone();
+        store
+            .put(crate::store::FragmentHash::of(&orphan), orphan)
+            .await
+            .unwrap();
+        let past = SystemTime::now() - Duration::from_secs(60);
+        assert_eq!(
+            svc.sweep_orphans(past).await.unwrap().deleted,
+            0,
+            "young orphans are spared"
+        );
+        let future = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(
+            svc.sweep_orphans(future).await.unwrap().deleted,
+            1,
+            "only the orphan goes"
+        );
+        let left: usize = futures::future::join_all(svc.stores().all().map(|s| s.list()))
+            .await
+            .iter()
+            .map(|l| l.as_ref().unwrap().len())
+            .sum();
+        assert_eq!(left, 12);
     }
 }

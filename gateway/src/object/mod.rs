@@ -76,6 +76,8 @@ pub struct ServiceConfig {
     /// Unreferenced fragments younger than this are left alone by the periodic sweep (another
     /// gateway sharing the catalogue may still be writing them).
     pub gc_grace: Duration,
+    /// Multipart uploads neither completed nor aborted within this time are aborted.
+    pub abandoned_upload_after: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -89,6 +91,7 @@ impl Default for ServiceConfig {
             )]),
             max_segments_in_flight: 4,
             gc_grace: Duration::from_secs(24 * 3600),
+            abandoned_upload_after: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -183,5 +186,43 @@ fn check_sse(svc: &Inner, record_mac: Option<&[u8]>, key: Option<&CustomerKey>) 
         (Some(_), None) => Err(Error::SseCustomerKeyMissing),
         (Some(mac), Some(k)) if svc.master.verify_customer_key(&k.key, mac) => Ok(()),
         (Some(_), Some(_)) => Err(Error::SseCustomerKeyMismatch),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::{Caller, ObjectService, ServiceConfig};
+    use crate::crypto::MasterKey;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{FragmentStore, StoreSet};
+
+    /// An object service over a temporary SQLite catalogue and in-memory stores, with one
+    /// bucket ("test") owned by the returned caller.
+    pub async fn service(
+        stores: usize,
+        cfg: ServiceConfig,
+    ) -> (tempfile::TempDir, ObjectService, Caller) {
+        let (dir, catalogue) = crate::catalogue::tests::sqlite_catalogue().await;
+        let stores = (0..stores)
+            .map(|i| Arc::new(MemoryStore::new(format!("m{i}"))) as Arc<dyn FragmentStore>)
+            .collect();
+        let svc = ObjectService::new(
+            catalogue,
+            StoreSet::new(stores),
+            MasterKey::from_bytes([1; 32]),
+            cfg,
+        )
+        .unwrap();
+        let caller = Caller {
+            user_id: "u1".into(),
+        };
+        svc.create_bucket(&caller, "test", None).await.unwrap();
+        (dir, svc, caller)
+    }
+
+    pub fn body(bytes: Vec<u8>) -> super::ByteStream {
+        Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(bytes))]))
     }
 }

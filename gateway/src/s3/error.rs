@@ -30,7 +30,8 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::InvalidPartOrder => (C::InvalidPartOrder, msg),
         Error::EntityTooSmall { .. } => (C::EntityTooSmall, msg),
         Error::EntityTooLarge { .. } => (C::EntityTooLarge, msg),
-        Error::IncompleteBody | Error::Body(_) => (
+        Error::Body(e) => body_error(&error_chain(&*e)),
+        Error::IncompleteBody => (
             C::IncompleteBody,
             "the request body could not be read in full".into(),
         ),
@@ -63,7 +64,52 @@ pub fn to_s3(err: Error) -> S3Error {
             )
         }
     };
-    S3Error::with_message(code, message)
+    let custom_status = matches!(&code, C::Custom(_));
+    let mut err = S3Error::with_message(code, message);
+    if custom_status {
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+    }
+    err
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// What went wrong with a request body. s3s verifies chunk signatures and payload hashes while
+/// the body streams, and its error types are private, so they are told apart by their text.
+fn body_error(text: &str) -> (S3ErrorCode, String) {
+    use S3ErrorCode as C;
+    if text.contains("SignatureMismatch") {
+        (
+            C::SignatureDoesNotMatch,
+            "a chunk signature of the aws-chunked body does not match".into(),
+        )
+    } else if text.contains("Sha256Mismatch") {
+        // S3's own code for this; s3s has no constant for it.
+        (
+            C::Custom("XAmzContentSHA256Mismatch".into()),
+            "the body does not match x-amz-content-sha256".into(),
+        )
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany")
+    {
+        (
+            C::InvalidRequest,
+            "the aws-chunked body is malformed".into(),
+        )
+    } else {
+        (
+            C::IncompleteBody,
+            "the request body could not be read in full".into(),
+        )
+    }
 }
 
 pub type S3Result<T> = Result<T, S3Error>;
