@@ -89,6 +89,8 @@ pub struct LimitsConfig {
     pub inline_threshold: usize,
     /// Segments encoded or written at once across all uploads (each up to k+m fragments).
     pub max_segments_in_flight: usize,
+    /// Milliseconds a fragment read may take before the segment is rebuilt from other fragments.
+    pub fragment_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +151,7 @@ impl Default for LimitsConfig {
         Self {
             inline_threshold: 128 * 1024,
             max_segments_in_flight: 4,
+            fragment_read_timeout_ms: 5000,
         }
     }
 }
@@ -287,6 +290,12 @@ impl Config {
             return Err(invalid(
                 "limits.inline_threshold",
                 format!("at most {MAX_INLINE_THRESHOLD} bytes"),
+            ));
+        }
+        if self.limits.fragment_read_timeout_ms == 0 {
+            return Err(invalid(
+                "limits.fragment_read_timeout_ms",
+                "must be at least 1",
             ));
         }
         if self.limits.max_segments_in_flight == 0 {

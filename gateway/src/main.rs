@@ -129,8 +129,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    println!("deoss listening on http://{}", listener.local_addr()?);
-    server::run(listener, config, shutdown_signal()).await?;
+    let addr = listener.local_addr()?;
+    let gateway = deoss::Gateway::open(config).await?;
+    // Printed once the gateway is ready (after any first-start credentials), so scripts and
+    // tests can wait for this line.
+    println!("deoss listening on http://{addr}");
+    server::serve(gateway, listener, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -78,6 +78,8 @@ pub struct ServiceConfig {
     pub gc_grace: Duration,
     /// Multipart uploads neither completed nor aborted within this time are aborted.
     pub abandoned_upload_after: Duration,
+    /// A fragment read slower than this is given up on and the segment rebuilt from parity.
+    pub fragment_read_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -92,6 +94,7 @@ impl Default for ServiceConfig {
             max_segments_in_flight: 4,
             gc_grace: Duration::from_secs(24 * 3600),
             abandoned_upload_after: Duration::from_secs(7 * 24 * 3600),
+            fragment_read_timeout: Duration::from_secs(5),
         }
     }
 }

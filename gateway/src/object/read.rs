@@ -15,7 +15,7 @@ use crate::catalogue::{ExtentRecord, FragmentRecord};
 use crate::crypto::ChunkCipher;
 use crate::crypto::envelope::{CIPHER_CHUNK, PLAIN_CHUNK};
 use crate::erasure;
-use crate::store::FragmentHash;
+use crate::store::{FragmentHash, StoreError};
 
 /// Decrypted spans buffered ahead of the client: the next segment is fetched while the
 /// previous one is sent.
@@ -89,26 +89,33 @@ async fn read_extent(
             .iter()
             .filter(|f| f.segment == span.segment)
             .collect();
-        let plain = match fetch_span(svc, &geometry, &fragments, &span).await {
-            Ok(cipher_bytes) => {
-                open_span(
-                    &e.cipher,
-                    cipher_bytes,
-                    span.first_chunk,
-                    chunk_count,
-                    &range,
-                )
-                .await
-            }
-            Err(err) => Err(err),
+        // Healthy path first; any failing, slow or corrupt data fragment sends the segment down
+        // the degraded path, which tries the suspects last.
+        let attempt = match fetch_span(svc, &geometry, &fragments, &span).await {
+            Ok(cipher_bytes) => open_span(
+                &e.cipher,
+                cipher_bytes,
+                span.first_chunk,
+                chunk_count,
+                &range,
+            )
+            .await
+            .map_err(|err| (err, Vec::new())),
+            Err(failure) => Err(failure),
         };
-        let plain = match plain {
+        let plain = match attempt {
             Ok(p) => p,
-            Err(err) => {
+            Err((err, suspects)) => {
                 tracing::warn!(segment = span.segment, error = %err, "degraded read: rebuilding the segment from parity");
-                let whole =
-                    rebuild_segment(svc, &geometry, &e.extent, &fragments, span.segment_len)
-                        .await?;
+                let whole = rebuild_segment(
+                    svc,
+                    &geometry,
+                    &e.extent,
+                    &fragments,
+                    span.segment_len,
+                    &suspects,
+                )
+                .await?;
                 let cipher_bytes =
                     whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
                 open_span(
@@ -169,58 +176,94 @@ async fn open_span(
     .await?
 }
 
-/// The healthy path: byte ranges of the data fragments, fetched in parallel.
+/// The healthy path: byte ranges of the data fragments, fetched in parallel, each within the
+/// fragment read timeout. On failure, says which fragments were at fault.
 async fn fetch_span(
     svc: &Arc<Inner>,
     g: &Geometry,
     fragments: &[&FragmentRecord],
     span: &SegmentSpan,
-) -> Result<Vec<u8>> {
-    let reads =
-        g.fragment_ranges(span.segment_len, &span.cipher)
-            .into_iter()
-            .map(|(j, r)| async move {
-                let f = fragments
-                    .get(j)
-                    .filter(|f| f.idx as usize == j)
-                    .ok_or_else(|| Error::DataLoss(format!("fragment {j} is not recorded")))?;
-                let store = svc.stores.by_id(&f.store).ok_or_else(|| {
-                    Error::DataLoss(format!("store {} is not configured", f.store))
-                })?;
-                let len = r.end - r.start;
-                let bytes = store.get(f.hash, Some(r)).await?;
-                if bytes.len() as u64 != len {
-                    return Err(Error::DataLoss(format!(
-                        "short read from store {}",
-                        f.store
-                    )));
-                }
-                Ok::<_, Error>(bytes)
-            });
-    let parts = futures::future::try_join_all(reads).await?;
+) -> Result<Vec<u8>, (Error, Vec<u32>)> {
+    let timeout = svc.cfg.fragment_read_timeout;
+    let reads = g
+        .fragment_ranges(span.segment_len, &span.cipher)
+        .into_iter()
+        .map(|(j, r)| async move {
+            let result = match fragments.get(j).filter(|f| f.idx as usize == j) {
+                None => Err(Error::DataLoss(format!("fragment {j} is not recorded"))),
+                Some(f) => match tokio::time::timeout(timeout, fetch_range(svc, f, r)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(timed_out(f, timeout)),
+                },
+            };
+            (j as u32, result)
+        });
+    let results = futures::future::join_all(reads).await;
+    let suspects: Vec<u32> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(j, _)| *j)
+        .collect();
     let mut out = Vec::with_capacity((span.cipher.end - span.cipher.start) as usize);
-    for p in parts {
-        out.extend_from_slice(&p);
+    let mut first_error = None;
+    for (_, result) in results {
+        match result {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(out)
+    match first_error {
+        None => Ok(out),
+        Some(e) => Err((e, suspects)),
+    }
+}
+
+fn timed_out(f: &FragmentRecord, timeout: std::time::Duration) -> Error {
+    Error::Store(StoreError::Unavailable {
+        store: f.store.clone(),
+        reason: format!("no answer within {timeout:?}"),
+    })
+}
+
+async fn fetch_range(svc: &Arc<Inner>, f: &FragmentRecord, r: Range<u64>) -> Result<Bytes> {
+    let store = svc
+        .stores
+        .by_id(&f.store)
+        .ok_or_else(|| Error::DataLoss(format!("store {} is not configured", f.store)))?;
+    let len = r.end - r.start;
+    let bytes = store.get(f.hash, Some(r)).await?;
+    if bytes.len() as u64 != len {
+        return Err(Error::DataLoss(format!(
+            "short read from store {}",
+            f.store
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The degraded path: rebuilds a whole segment's ciphertext from any k fragments whose content
-/// hash checks out, trying data fragments first.
+/// hash checks out, trying data fragments first and `suspects` (fragment indexes that just
+/// failed) last.
 pub(crate) async fn rebuild_segment(
     svc: &Arc<Inner>,
     g: &Geometry,
     extent: &ExtentRecord,
     fragments: &[&FragmentRecord],
     segment_len: u64,
+    suspects: &[u32],
 ) -> Result<Vec<u8>> {
     let (k, m) = (extent.k as usize, extent.m as usize);
     let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
     let mut good = 0;
-    let mut candidates = fragments
+    let mut ordered: Vec<&FragmentRecord> = fragments
         .iter()
         .copied()
-        .filter(|f| (f.idx as usize) < k + m);
+        .filter(|f| (f.idx as usize) < k + m)
+        .collect();
+    ordered.sort_by_key(|f| (suspects.contains(&f.idx), f.idx));
+    let mut candidates = ordered.into_iter();
     while good < k {
         let wave: Vec<&FragmentRecord> = candidates.by_ref().take(k - good).collect();
         if wave.is_empty() {
@@ -266,7 +309,10 @@ async fn fetch_verified(svc: &Arc<Inner>, f: &FragmentRecord) -> Result<Vec<u8>>
         .stores
         .by_id(&f.store)
         .ok_or_else(|| Error::DataLoss(format!("store {} is not configured", f.store)))?;
-    let bytes = store.get(f.hash, None).await?;
+    let timeout = svc.cfg.fragment_read_timeout;
+    let bytes = tokio::time::timeout(timeout, store.get(f.hash, None))
+        .await
+        .map_err(|_| timed_out(f, timeout))??;
     let expected = f.hash;
     tokio::task::spawn_blocking(move || {
         if FragmentHash::of(&bytes) == expected {

@@ -292,3 +292,38 @@ async fn kill_during_upload_leaves_no_torn_object_and_orphans_are_collected() {
     // The restart collected every orphan: only the old object's fragments remain.
     assert_eq!(server.fragment_files().len(), before);
 }
+
+#[tokio::test]
+async fn slow_stores_are_routed_around() {
+    let server = Server::start_with_config("[limits]\nfragment_read_timeout_ms = 300\n", &[]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("slow").send().await.unwrap();
+    let body = data(3 * MIB, 12);
+    s3.put_object()
+        .bucket("slow")
+        .key("obj")
+        .body(body.clone().into())
+        .send()
+        .await
+        .unwrap();
+    // A FIFO in place of a fragment: opening it blocks until a writer comes, which never does,
+    // so every read of it hangs, as a stalled disk or node would.
+    for store in &server.store_dirs()[..4] {
+        for f in files_under(store) {
+            std::fs::remove_file(&f).unwrap();
+            let status = std::process::Command::new("mkfifo")
+                .arg(&f)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    let started = std::time::Instant::now();
+    let got = read_all(&s3, "slow", "obj").await.unwrap();
+    assert!(got == body, "wrong bytes after routing around slow stores");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}

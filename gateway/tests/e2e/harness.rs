@@ -28,6 +28,23 @@ impl Server {
         Self::start_with(&[])
     }
 
+    /// Starts a server with a TOML config file (written into its data directory) and flags.
+    pub fn start_with_config(toml: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("deoss.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut all = vec!["--config".to_string(), path.display().to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut server = Self {
+            child: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            dir,
+            args: all,
+        };
+        server.spawn();
+        server
+    }
+
     /// Starts a server with extra `deoss serve` flags.
     pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -51,7 +68,7 @@ impl Server {
             .env("DEOSS_ROOT_SECRET_KEY", ROOT_SK)
             .env(
                 "DEOSS_LOG",
-                std::env::var("DEOSS_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("DEOSS_LOG").unwrap_or_else(|_| "error".into()),
             )
             .env_remove("DEOSS_CONFIG")
             .stdout(Stdio::piped())

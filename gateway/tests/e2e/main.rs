@@ -11,3 +11,4 @@ mod listing;
 mod multipart;
 mod objects;
 mod postgres;
+mod startup;
