@@ -5,7 +5,9 @@
 #
 # PostgreSQL: DEOSS_TEST_POSTGRES_URL names a server to use; otherwise a throwaway server is
 # started from the installed PostgreSQL binaries (Debian's `postgresql` package) and removed
-# afterwards. Builds go to CARGO_TARGET_DIR (default: a cache outside the clone, so runs reuse it).
+# afterwards. The real CESS runtime runs under Chopsticks (deploy/chain/install-chopsticks.sh,
+# installed into a cache outside the clone when npm is available). Builds go to CARGO_TARGET_DIR
+# (default: a cache outside the clone, so runs reuse it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,6 +18,17 @@ if ! command -v aws >/dev/null 2>&1; then
     echo "== installing the aws CLI (used by the end-to-end tests)"
     python3 -m pip install --quiet --user awscli
     export PATH="$HOME/.local/bin:$PATH"
+fi
+
+if [ -z "${DEOSS_CHOPSTICKS_DIR:-}" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        echo "== Chopsticks (the real CESS runtime, for the chain tests)"
+        DEOSS_CHOPSTICKS_DIR="$(DEOSS_CHOPSTICKS_DIR="${DEOSS_CHOPSTICKS_CACHE:-$HOME/.cache/deoss/chopsticks}" \
+            deploy/chain/install-chopsticks.sh | tail -n 1)"
+        export DEOSS_CHOPSTICKS_DIR
+    else
+        echo "== npm is not installed: the tests against the CESS runtime will be skipped"
+    fi
 fi
 
 pg_dir=""
