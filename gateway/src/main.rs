@@ -7,6 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use deoss::config::{Config, Overrides};
 use deoss::{admin, server};
 
+/// mimalloc returns freed segment buffers to the system; glibc's malloc kept them in per-thread
+/// arenas and a single 1 GiB upload grew the process past 500 MiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "deoss",
