@@ -47,13 +47,15 @@ mod dev;
 mod error;
 pub mod hash;
 mod key;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod types;
 
 pub use cess::{CessChain, CessOptions, RuntimeShape, encode_upload_declaration};
 pub use chain::{Backend, Chain, open};
 pub use dev::{
     Block, DevLedger, DevLedgerOptions, FORMAT as DEV_LEDGER_FORMAT, LedgerCall, LedgerEvent,
-    OrderRecord,
+    LedgerSnapshot, OrderRecord,
 };
 pub use error::{BoxError, Error, Result};
 pub use hash::{Hash64, fid_of_segments};

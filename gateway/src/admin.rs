@@ -17,6 +17,10 @@ pub enum AdminError {
     NoSuchKey(String),
     #[error("user names are 1-64 characters of letters, digits, '.', '_', '-' and '@'")]
     BadUserName,
+    #[error("invalid chain account {0:?}: give an SS58 address or 0x + 64 hex digits")]
+    BadAccount(String),
+    #[error("territory names are 1 to 63 bytes")]
+    BadTerritory,
     #[error(transparent)]
     Catalogue(#[from] CatalogueError),
 }
@@ -83,11 +87,35 @@ pub async fn create_user(
     master: &MasterKey,
     name: &str,
 ) -> Result<(User, NewKey), AdminError> {
+    create_user_with(cat, master, name, None, None).await
+}
+
+/// Checks a chain account and returns it as CESS SS58 text.
+pub fn normalize_account(account: &str) -> Result<String, AdminError> {
+    account
+        .parse::<deoss_chain_client::AccountId>()
+        .map(|a| a.to_string())
+        .map_err(|_| AdminError::BadAccount(account.to_string()))
+}
+
+/// Creates a user with a first access key, settled on chain as `account` (SS58; `None`: a dev
+/// account on the dev ledger) using `territory` by default (`None`: the gateway's default).
+pub async fn create_user_with(
+    cat: &Catalogue,
+    master: &MasterKey,
+    name: &str,
+    account: Option<&str>,
+    territory: Option<&str>,
+) -> Result<(User, NewKey), AdminError> {
     if !valid_user_name(name) {
         return Err(AdminError::BadUserName);
     }
+    let account = account.map(normalize_account).transpose()?;
+    if territory.is_some_and(|t| !(1..=deoss_chain_client::MAX_NAME_LEN).contains(&t.len())) {
+        return Err(AdminError::BadTerritory);
+    }
     let user = cat
-        .create_user(name)
+        .create_user_with(name, account.as_deref(), territory)
         .await?
         .ok_or_else(|| AdminError::UserExists(name.to_string()))?;
     let key = generate_key();
@@ -187,6 +215,18 @@ mod tests {
             Err(AdminError::NoSuchKey(_))
         ));
         delete_user(&cat, "carol").await.unwrap();
+        // Chain accounts are checked and kept as CESS SS58 text.
+        let alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+        let (dave, _) = create_user_with(&cat, &master, "dave", Some(alice), Some("t1"))
+            .await
+            .unwrap();
+        let stored = cat.user_by_id(&dave.id).await.unwrap().unwrap();
+        assert!(stored.chain_account.as_deref().unwrap().starts_with("cX"));
+        assert_eq!(stored.territory.as_deref(), Some("t1"));
+        assert!(matches!(
+            create_user_with(&cat, &master, "erin", Some("nope"), None).await,
+            Err(AdminError::BadAccount(_))
+        ));
         assert!(matches!(
             delete_user(&cat, "carol").await,
             Err(AdminError::NoSuchUser(_))

@@ -61,6 +61,64 @@ pub struct Config {
     pub erasure: ErasureConfig,
     pub limits: LimitsConfig,
     pub gc: GcConfig,
+    pub chain: ChainConfig,
+}
+
+/// Settlement of storage orders on chain (`[chain]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainConfig {
+    /// `dev`: the embedded development ledger in `<data_dir>/chain/` (not consensus; users without
+    /// an account get a dev account, authorization and a territory automatically). `cess`: a CESS
+    /// node at `url`, signing with the key in `key_file`.
+    pub backend: String,
+    /// WebSocket URL of the CESS node (`ws://` or `wss://`); required with `cess`.
+    pub url: Option<String>,
+    /// File holding the gateway's sr25519 secret (hex seed, mnemonic or secret URI). Required with
+    /// `cess`; with `dev` it defaults to `<data_dir>/chain/gateway.key`, generated (mode 0600) on
+    /// first start.
+    pub key_file: Option<PathBuf>,
+    /// Domain the gateway registers on chain (`Oss.register`), at most 50 bytes. Default: the
+    /// listen address.
+    pub domain: Option<String>,
+    /// Territory used when neither the bucket (`x-deoss-territory`) nor the user names one.
+    pub default_territory: String,
+    /// Dev ledger only: size in GiB of the territory minted for a dev account.
+    pub dev_territory_gib: u32,
+    /// Dev ledger only: lifetime in days of that territory.
+    pub dev_territory_days: u32,
+    /// Milliseconds an upload check (authorization, territory) is reused.
+    pub check_cache_ms: u64,
+    /// Seconds a check may be reused while the chain is unreachable; past that, uploads get 503.
+    pub stale_check_secs: u64,
+    /// First retry delay of an outbox row, in milliseconds (doubling on each failure).
+    pub retry_initial_ms: u64,
+    /// Longest retry delay of an outbox row, in milliseconds.
+    pub retry_max_ms: u64,
+    /// CESS only: seconds a read (or a reconnection) may take before the node counts as down.
+    pub request_timeout_secs: u64,
+    /// CESS only: seconds a transaction may take to be included (and finalized).
+    pub tx_timeout_secs: u64,
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            backend: "dev".into(),
+            url: None,
+            key_file: None,
+            domain: None,
+            default_territory: "deoss".into(),
+            dev_territory_gib: 10 * 1024,
+            dev_territory_days: 365,
+            check_cache_ms: 5000,
+            stale_check_secs: 600,
+            retry_initial_ms: 1000,
+            retry_max_ms: 300_000,
+            request_timeout_secs: 30,
+            tx_timeout_secs: 120,
+        }
+    }
 }
 
 /// Local directory fragment stores.
@@ -121,6 +179,7 @@ impl Default for Config {
             erasure: ErasureConfig::default(),
             limits: LimitsConfig::default(),
             gc: GcConfig::default(),
+            chain: ChainConfig::default(),
         }
     }
 }
@@ -180,6 +239,9 @@ pub struct Overrides {
     pub root_secret_key_file: Option<PathBuf>,
     pub stores: Option<usize>,
     pub default_profile: Option<String>,
+    pub chain: Option<String>,
+    pub chain_url: Option<String>,
+    pub chain_key_file: Option<PathBuf>,
 }
 
 /// Largest inline threshold accepted: inline data lives in catalogue rows.
@@ -232,6 +294,15 @@ impl Config {
         }
         if let Some(p) = o.default_profile {
             self.erasure.default_profile = p;
+        }
+        if let Some(c) = o.chain {
+            self.chain.backend = c;
+        }
+        if o.chain_url.is_some() {
+            self.chain.url = o.chain_url;
+        }
+        if o.chain_key_file.is_some() {
+            self.chain.key_file = o.chain_key_file;
         }
     }
 
@@ -317,7 +388,20 @@ impl Config {
         {
             return Err(invalid("root_access_key", "must be 3 to 128 characters"));
         }
-        Ok(())
+        self.chain.validate()
+    }
+
+    /// Directory of the dev ledger.
+    pub fn chain_dir(&self) -> PathBuf {
+        self.data_dir.join("chain")
+    }
+
+    /// The gateway's chain key file: the configured one, or the dev default.
+    pub fn chain_key_path(&self) -> PathBuf {
+        self.chain
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.chain_dir().join("gateway.key"))
     }
 
     pub fn store_count(&self) -> usize {
@@ -371,6 +455,62 @@ impl Config {
     }
 }
 
+impl ChainConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.backend.as_str() {
+            "dev" => {}
+            "cess" => {
+                let url = self.url.as_deref().unwrap_or("");
+                if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                    return Err(invalid(
+                        "chain.url",
+                        "--chain cess needs the node's ws:// or wss:// URL (--chain-url)",
+                    ));
+                }
+                if self.key_file.is_none() {
+                    return Err(invalid(
+                        "chain.key_file",
+                        "--chain cess needs the gateway's key file (--chain-key-file)",
+                    ));
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "chain.backend",
+                    format!("{other:?} is not a chain: use dev or cess"),
+                ));
+            }
+        }
+        if let Some(d) = &self.domain
+            && d.len() > deoss_chain_client::MAX_DOMAIN_LEN
+        {
+            return Err(invalid("chain.domain", "at most 50 bytes"));
+        }
+        if !(1..=deoss_chain_client::MAX_NAME_LEN).contains(&self.default_territory.len()) {
+            return Err(invalid("chain.default_territory", "must be 1 to 63 bytes"));
+        }
+        if self.dev_territory_gib == 0 || self.dev_territory_days == 0 {
+            return Err(invalid(
+                "chain.dev_territory_gib",
+                "dev territories need at least 1 GiB and 1 day",
+            ));
+        }
+        if self.request_timeout_secs == 0 || self.tx_timeout_secs == 0 {
+            return Err(invalid(
+                "chain.request_timeout_secs",
+                "chain timeouts must be at least 1 second",
+            ));
+        }
+        if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
+            return Err(invalid(
+                "chain.retry_initial_ms",
+                "must be at least 1 and at most chain.retry_max_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +546,39 @@ mod tests {
     }
 
     #[test]
+    fn chain_section_and_overrides() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.chain.backend, "dev");
+        assert_eq!(
+            c.chain_key_path(),
+            c.data_dir.join("chain").join("gateway.key")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deoss.toml");
+        std::fs::write(
+            &path,
+            "[chain]\nbackend = \"cess\"\nurl = \"ws://127.0.0.1:9944\"\nkey_file = \"/k\"\n\
+             default_territory = \"home\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(c.chain.backend, "cess");
+        assert_eq!(c.chain.default_territory, "home");
+        assert_eq!(c.chain_key_path(), PathBuf::from("/k"));
+        let c = Config::load(
+            Some(&path),
+            Overrides {
+                chain: Some("dev".into()),
+                chain_url: Some("ws://10.0.0.1:9944".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.chain.backend, "dev");
+        assert_eq!(c.chain.url.as_deref(), Some("ws://10.0.0.1:9944"));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let bad = |o: Overrides| Config::load(None, o).unwrap_err().to_string();
         assert!(
@@ -428,6 +601,24 @@ mod tests {
                 ..Default::default()
             })
             .contains("erasure.default_profile")
+        );
+        let chain = bad(Overrides {
+            chain: Some("cess".into()),
+            ..Default::default()
+        });
+        assert!(chain.contains("chain.url"), "{chain}");
+        let chain = bad(Overrides {
+            chain: Some("cess".into()),
+            chain_url: Some("ws://127.0.0.1:9944".into()),
+            ..Default::default()
+        });
+        assert!(chain.contains("chain.key_file"), "{chain}");
+        assert!(
+            bad(Overrides {
+                chain: Some("eth".into()),
+                ..Default::default()
+            })
+            .contains("chain.backend")
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deoss.toml");

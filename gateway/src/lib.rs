@@ -9,7 +9,9 @@
 //! Layers, each depending only on the ones below it:
 //! - front ends: [`s3`] (s3s handlers), the HTTP router in [`server`];
 //! - [`object`]: the object service, in domain terms (no HTTP types);
-//! - [`catalogue`] (metadata), [`store`] (fragment stores), [`crypto`], [`erasure`].
+//! - [`catalogue`] (metadata), [`store`] (fragment stores), [`crypto`], [`erasure`];
+//! - [`settlement`]: storage orders on chain (`deoss-chain-client`) through a durable outbox in
+//!   the catalogue, with upload checks the object service asks before accepting data.
 //!
 //! Security notes: the master key (a 0600 file) wraps every data key and the secret of every
 //! access key; SSE-C keys are never stored (only an HMAC to recognise them); fragment stores
@@ -23,6 +25,7 @@ pub mod erasure;
 pub mod object;
 pub mod s3;
 pub mod server;
+pub mod settlement;
 pub mod store;
 
 pub use config::Config;

@@ -1,11 +1,12 @@
-//! The `deoss` binary: `deoss serve` runs the gateway, `deoss admin` manages users and keys.
+//! The `deoss` binary: `deoss serve` runs the gateway, `deoss admin` manages users and keys,
+//! `deoss chain` inspects the embedded dev ledger.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use deoss::config::{Config, Overrides};
-use deoss::{admin, server};
+use deoss::{admin, server, settlement};
 
 /// mimalloc returns freed segment buffers to the system; glibc's malloc kept them in per-thread
 /// arenas and a single 1 GiB upload grew the process past 500 MiB.
@@ -34,6 +35,29 @@ enum Command {
         #[command(subcommand)]
         what: AdminCommand,
     },
+    /// Inspect the embedded dev ledger (`--chain dev`) in the data directory; read-only, safe
+    /// while the gateway runs.
+    Chain {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        what: ChainCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChainCommand {
+    /// Blocks of the dev ledger, oldest first, one JSON object per line.
+    Blocks {
+        /// First block number.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Most blocks to print.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The storage order of a file id (64 hex), as JSON.
+    Order { fid: String },
 }
 
 /// Settings shared by every subcommand; each also reads a `DEOSS_*` variable.
@@ -63,6 +87,15 @@ struct Common {
     /// Erasure profile of new buckets: cess, 4+2, 10+4 or k+m [default: cess].
     #[arg(long, env = "DEOSS_DEFAULT_PROFILE")]
     default_profile: Option<String>,
+    /// Settlement chain: dev (embedded dev ledger) or cess [default: dev].
+    #[arg(long, env = "DEOSS_CHAIN")]
+    chain: Option<String>,
+    /// WebSocket URL of the CESS node (with --chain cess).
+    #[arg(long, env = "DEOSS_CHAIN_URL")]
+    chain_url: Option<String>,
+    /// File with the gateway's sr25519 secret [default with dev: <data-dir>/chain/gateway.key].
+    #[arg(long, env = "DEOSS_CHAIN_KEY_FILE")]
+    chain_key_file: Option<PathBuf>,
 }
 
 impl Common {
@@ -80,6 +113,9 @@ impl Common {
             root_secret_key_file: env("DEOSS_ROOT_SECRET_KEY_FILE").map(PathBuf::from),
             stores: self.stores,
             default_profile: self.default_profile,
+            chain: self.chain,
+            chain_url: self.chain_url,
+            chain_key_file: self.chain_key_file,
         };
         Ok(Config::load(self.config.as_deref(), overrides)?)
     }
@@ -93,12 +129,42 @@ enum AdminCommand {
     /// Access keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Objects.
+    #[command(subcommand)]
+    Object(ObjectCommand),
+    /// The settlement outbox.
+    #[command(subcommand)]
+    Settlement(SettlementCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ObjectCommand {
+    /// Where an object's storage order stands: fid, state, block or reason.
+    Settlement { bucket: String, key: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SettlementCommand {
+    /// The most recent outbox rows, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Create a user and its first access key.
-    Create { name: String },
+    Create {
+        name: String,
+        /// Chain account (SS58, any prefix; or 0x + 64 hex) the user's objects are settled for.
+        /// Without it: a deterministic dev account on the dev ledger; no uploads on CESS.
+        #[arg(long)]
+        account: Option<String>,
+        /// The account's territory to use by default (a bucket may name its own).
+        #[arg(long)]
+        territory: Option<String>,
+    },
     /// List users.
     List,
     /// Delete a user (it must own no buckets) and its keys.
@@ -120,13 +186,16 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DEOSS_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+                // s3s logs every client error (NoSuchKey, a bad bucket name) at ERROR; the gateway
+                // logs what matters itself, once, where errors are mapped.
+                .unwrap_or_else(|_| "info,sqlx=warn,s3s=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Serve(common) => serve(common.load()?).await,
         Command::Admin { common, what } => run_admin(common.load()?, what).await,
+        Command::Chain { common, what } => run_chain(common.load()?, what),
     }
 }
 
@@ -154,12 +223,63 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining requests in flight");
 }
 
+fn print_settlement(row: &deoss::catalogue::SettlementRecord) {
+    println!("fid = {}", row.fid.as_deref().unwrap_or("-"));
+    println!("owner = {}", row.owner.as_deref().unwrap_or("-"));
+    println!(
+        "state = {}",
+        settlement::header_value(row.state, row.block, row.reason.as_deref())
+    );
+    println!("attempts = {}", row.attempts);
+}
+
+fn run_chain(config: Config, what: ChainCommand) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.chain.backend == "dev",
+        "deoss chain inspects the embedded dev ledger; this gateway uses --chain {}",
+        config.chain.backend
+    );
+    let ledger = deoss_chain_client::DevLedger::snapshot(&config.chain_dir())
+        .with_context(|| format!("no dev ledger in {}", config.chain_dir().display()))?;
+    match what {
+        ChainCommand::Blocks { from, limit } => {
+            for block in ledger.blocks(from, limit) {
+                println!("{}", serde_json::to_string(&block)?);
+            }
+        }
+        ChainCommand::Order { fid } => {
+            let fid = deoss_chain_client::Hash64::from_hex(&fid)?;
+            let order = ledger
+                .order(&fid)
+                .with_context(|| format!("no order for fid {fid} on the dev ledger"))?;
+            println!("{}", serde_json::to_string_pretty(&order)?);
+        }
+    }
+    Ok(())
+}
+
 async fn run_admin(config: Config, what: AdminCommand) -> anyhow::Result<()> {
     let (cat, master) = server::open_catalogue(&config).await?;
     match what {
-        AdminCommand::User(UserCommand::Create { name }) => {
-            let (user, key) = admin::create_user(&cat, &master, &name).await?;
+        AdminCommand::User(UserCommand::Create {
+            name,
+            account,
+            territory,
+        }) => {
+            let (user, key) = admin::create_user_with(
+                &cat,
+                &master,
+                &name,
+                account.as_deref(),
+                territory.as_deref(),
+            )
+            .await?;
             println!("created user {} (id {})", user.name, user.id);
+            let account = match &user.chain_account {
+                Some(a) => a.clone(),
+                None => format!("{} (dev account)", settlement::dev_account(&user.name)),
+            };
+            println!("chain_account = {account}");
             println!(
                 "access_key = {}\nsecret_key = {}",
                 key.access_key, key.secret_key
@@ -167,7 +287,13 @@ async fn run_admin(config: Config, what: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::User(UserCommand::List) => {
             for u in cat.list_users().await? {
-                println!("{}\t{}", u.name, u.id);
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.name,
+                    u.id,
+                    u.chain_account.as_deref().unwrap_or("-"),
+                    u.territory.as_deref().unwrap_or("-")
+                );
             }
         }
         AdminCommand::User(UserCommand::Delete { name }) => {
@@ -189,6 +315,29 @@ async fn run_admin(config: Config, what: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Key(KeyCommand::Delete { access_key }) => {
             admin::delete_key(&cat, &access_key).await?;
             println!("deleted key {access_key}");
+        }
+        AdminCommand::Object(ObjectCommand::Settlement { bucket, key }) => {
+            let object = cat
+                .object(&bucket, &key)
+                .await?
+                .with_context(|| format!("no object {key:?} in bucket {bucket}"))?;
+            match cat.settlement_of_version(&object.version_id).await? {
+                Some(row) => print_settlement(&row),
+                None => println!("state = none; reason=stored without settlement"),
+            }
+        }
+        AdminCommand::Settlement(SettlementCommand::List { limit }) => {
+            for row in cat.settlement_recent(limit).await? {
+                println!(
+                    "{}\t{}\t{}\t{}/{}\t{}",
+                    row.id,
+                    row.kind.as_str(),
+                    row.fid.as_deref().unwrap_or("-"),
+                    row.bucket,
+                    row.key,
+                    settlement::header_value(row.state, row.block, row.reason.as_deref())
+                );
+            }
         }
     }
     cat.close().await;

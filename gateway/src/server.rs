@@ -21,11 +21,15 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminError, NewKey};
 use crate::catalogue::{Backend, Catalogue, CatalogueError};
 use crate::config::{Config, ConfigError};
-use crate::crypto::{CryptoError, MasterKey, write_private_file};
+use crate::crypto::{CryptoError, MasterKey, random_array, write_private_file};
 use crate::object::{self, ObjectService, ServiceConfig};
 use crate::s3::DeossS3;
 use crate::s3::auth::{KeyDirectory, SignedOnly, is_sigv2};
+use crate::settlement::{RetryConfig, Settlement, SettlementConfig};
 use crate::store::{FragmentStore, LocalStore, StoreError, StoreSet};
+use deoss_chain_client::{
+    Backend as ChainBackend, CessOptions, Chain, DevLedgerOptions, GatewayInfo, GatewayKey,
+};
 
 /// Name of the user that owns the root credentials.
 pub const ROOT_USER: &str = "root";
@@ -57,6 +61,8 @@ pub enum StartError {
     Service(#[from] object::Error),
     #[error("listener failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("settlement chain: {0}")]
+    Chain(#[from] deoss_chain_client::Error),
 }
 
 /// Everything a running gateway holds.
@@ -65,6 +71,7 @@ pub struct Gateway {
     pub config: Config,
     pub service: ObjectService,
     pub keys: KeyDirectory,
+    pub settlement: Arc<Settlement>,
 }
 
 /// Opens the catalogue and master key as `config` says (what `deoss admin` needs too).
@@ -123,11 +130,19 @@ impl Gateway {
                 "collected unreferenced fragments at start"
             );
         }
+        let chain = open_chain(&config).await?;
+        let settlement = Arc::new(Settlement::new(
+            chain,
+            catalogue.clone(),
+            settlement_config(&config),
+        ));
+        service.attach_settlement(settlement.clone());
         let keys = KeyDirectory::new(catalogue, master);
         Ok(Self {
             config,
             service,
             keys,
+            settlement,
         })
     }
 
@@ -149,6 +164,72 @@ impl Gateway {
             .fallback_service(s3)
             .layer(middleware::from_fn(refuse_sigv2))
     }
+}
+
+fn settlement_config(config: &Config) -> SettlementConfig {
+    let c = &config.chain;
+    SettlementConfig {
+        default_territory: c.default_territory.clone(),
+        dev_territory_gib: c.dev_territory_gib,
+        dev_territory_days: c.dev_territory_days,
+        check_cache: Duration::from_millis(c.check_cache_ms),
+        stale_check: Duration::from_secs(c.stale_check_secs),
+        retry: RetryConfig {
+            initial: Duration::from_millis(c.retry_initial_ms),
+            max: Duration::from_millis(c.retry_max_ms),
+            multiplier: 2,
+        },
+    }
+}
+
+/// Loads the gateway's chain key; on the dev ledger, generates it (mode 0600) on first start.
+pub fn chain_key(config: &Config) -> Result<GatewayKey, StartError> {
+    let path = config.chain_key_path();
+    if config.chain.backend == "dev" && config.chain.key_file.is_none() && !path.exists() {
+        let seed = format!("0x{}\n", hex::encode(random_array::<32>()));
+        write_private_file(&path, seed.as_bytes()).map_err(|source| StartError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
+        tracing::info!(path = %path.display(), "generated the gateway's dev chain key");
+    }
+    Ok(GatewayKey::from_file(&path)?)
+}
+
+/// Opens the configured chain and registers the gateway on it (`Oss.register`, or `Oss.update`
+/// when its details changed).
+async fn open_chain(config: &Config) -> Result<Arc<dyn Chain>, StartError> {
+    let key = chain_key(config)?;
+    let backend = match config.chain.backend.as_str() {
+        "cess" => ChainBackend::Cess {
+            url: config.chain.url.clone().unwrap_or_default(),
+            options: CessOptions {
+                request_timeout: Duration::from_secs(config.chain.request_timeout_secs),
+                tx_timeout: Duration::from_secs(config.chain.tx_timeout_secs),
+                ..CessOptions::default()
+            },
+        },
+        _ => ChainBackend::Dev {
+            dir: config.chain_dir(),
+            options: DevLedgerOptions::default(),
+        },
+    };
+    let chain = deoss_chain_client::open(&backend, key).await?;
+    let domain = config
+        .chain
+        .domain
+        .clone()
+        .unwrap_or_else(|| config.listen.clone());
+    let info = GatewayInfo::for_account(&chain.gateway_account(), domain)?;
+    match chain.register_gateway(&info).await {
+        Ok(r) => tracing::info!(chain = chain.kind(), account = %chain.gateway_account(),
+            registration = ?r, "gateway registered on chain"),
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(error = %e, "gateway registration will wait: chain unreachable")
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(chain)
 }
 
 /// SigV2 is refused before s3s sees it (s3s would verify and accept it).
@@ -264,6 +345,11 @@ pub async fn serve(
         let sweep = Duration::from_secs(gateway.config.gc.sweep_interval_secs.max(1));
         tokio::spawn(async move { svc.run_gc(interval, sweep, stop_rx).await })
     };
+    let settler = {
+        let s = gateway.settlement.clone();
+        let stop = stop_tx.subscribe();
+        tokio::spawn(async move { s.run_worker(stop).await })
+    };
     let app = gateway.router();
     // Without TCP_NODELAY a small response's body waits behind its headers for the client's
     // delayed ACK: measured ~43 ms per small GET.
@@ -277,6 +363,7 @@ pub async fn serve(
         .await?;
     let _ = stop_tx.send(true);
     let _ = gc.await;
+    let _ = settler.await;
     gateway.service.catalogue().close().await;
     Ok(())
 }

@@ -298,12 +298,54 @@ impl DevLedger {
         self.lock().state.orders.get(fid).cloned()
     }
 
+    /// Reads the ledger in `dir` without opening it for writing: for inspection tools running
+    /// next to the gateway that owns it. A torn last line (a block being appended) is ignored,
+    /// never cut off; every complete block is verified. The authority is not pinned (there is no
+    /// key here), only checked to be the same for every block.
+    pub fn snapshot(dir: &Path) -> Result<LedgerSnapshot> {
+        let path = dir.join(LEDGER_FILE);
+        if !path.exists() {
+            return Err(Error::LedgerIo {
+                path,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let (blocks, _, _) = read_blocks(&path)?;
+        let state = verify_blocks(&path, &blocks, None)?;
+        Ok(LedgerSnapshot { blocks, state })
+    }
+
     /// Re-reads the file from disk and verifies it; returns the head number.
     pub fn verify(&self) -> Result<u64> {
         let _guard = self.lock();
         let (blocks, _, _) = read_blocks(&self.path)?;
         verify_blocks(&self.path, &blocks, Some(&self.key.account()))?;
         Ok(blocks.last().map(|b| b.number).unwrap_or(0))
+    }
+}
+
+/// A verified, read-only copy of a ledger file (see [`DevLedger::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct LedgerSnapshot {
+    blocks: Vec<Block>,
+    state: State,
+}
+
+impl LedgerSnapshot {
+    /// Number of the last block.
+    pub fn head(&self) -> u64 {
+        self.blocks.last().map(|b| b.number).unwrap_or(0)
+    }
+
+    /// Up to `limit` blocks with a number at or above `from`, oldest first.
+    pub fn blocks(&self, from: u64, limit: usize) -> Vec<Block> {
+        let start = self.blocks.partition_point(|b| b.number < from);
+        self.blocks[start..].iter().take(limit).cloned().collect()
+    }
+
+    /// The order for `fid`, including deleted ones.
+    pub fn order(&self, fid: &Fid) -> Option<OrderRecord> {
+        self.state.orders.get(fid).cloned()
     }
 }
 

@@ -269,3 +269,26 @@ async fn a_bad_request_is_refused_before_any_block() {
     request.file_name = "ab".into();
     assert!(ledger.declare_upload(&request).await.is_err());
 }
+
+#[tokio::test]
+async fn snapshots_read_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = ready(dir.path(), DevLedgerOptions::default()).await;
+    let request = sample_request(&owner(), "home", 1, "snapshot");
+    ledger.declare_upload(&request).await.unwrap();
+    // A block being appended by the writer: half a line at the end.
+    let path = dir.path().join(LEDGER_FILE);
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"{\"number\": 99, \"par").unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    let snap = DevLedger::snapshot(dir.path()).unwrap();
+    assert_eq!(snap.head(), ledger.head().0);
+    assert_eq!(snap.blocks(0, 100).len(), ledger.blocks(0, 100).len());
+    assert_eq!(snap.order(&request.fid), ledger.order(&request.fid));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        len,
+        "a snapshot never cuts the file"
+    );
+    assert!(DevLedger::snapshot(&dir.path().join("missing")).is_err());
+}

@@ -11,6 +11,7 @@ fn bucket(row: &AnyRow) -> Result<Bucket> {
         owner_id: row.try_get("owner_id")?,
         profile: row.try_get("profile")?,
         created_ms: row.try_get("created_ms")?,
+        territory: row.try_get("territory")?,
     })
 }
 
@@ -45,12 +46,13 @@ impl Catalogue {
             });
         }
         sqlx::query(
-            "INSERT INTO buckets (name, owner_id, profile, created_ms) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO buckets (name, owner_id, profile, created_ms, territory) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&b.name)
         .bind(&b.owner_id)
         .bind(&b.profile)
         .bind(b.created_ms)
+        .bind(b.territory.clone())
         .execute(&mut *w.tx)
         .await?;
         w.tx.commit().await?;
@@ -58,16 +60,17 @@ impl Catalogue {
     }
 
     pub async fn bucket(&self, name: &str) -> Result<Option<Bucket>> {
-        let row =
-            sqlx::query("SELECT name, owner_id, profile, created_ms FROM buckets WHERE name = $1")
-                .bind(name)
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(
+            "SELECT name, owner_id, profile, created_ms, territory FROM buckets WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(bucket).transpose()
     }
 
     pub async fn list_buckets(&self, owner_id: &str) -> Result<Vec<Bucket>> {
-        let rows = sqlx::query("SELECT name, owner_id, profile, created_ms FROM buckets WHERE owner_id = $1 ORDER BY name")
+        let rows = sqlx::query("SELECT name, owner_id, profile, created_ms, territory FROM buckets WHERE owner_id = $1 ORDER BY name")
             .bind(owner_id)
             .fetch_all(self.pool())
             .await?;

@@ -13,6 +13,7 @@ pub mod multipart;
 pub mod objects;
 pub mod records;
 mod schema;
+mod settlement;
 mod users;
 
 use std::str::FromStr;

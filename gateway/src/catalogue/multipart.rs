@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::objects::{insert_extent, json, load_extents, meta_json, retire_extents};
-use super::{Catalogue, ExtentRecord, ObjectRecord, Result, UploadRecord};
+use super::{Catalogue, ExtentRecord, NewSettlement, ObjectRecord, Result, UploadRecord};
 
 const UPLOAD_COLUMNS: &str = "upload_id, bucket, key, version_id, owner_id, initiated_ms, meta, storage_class, profile, wrapped_key, sse_c_mac";
 
@@ -24,6 +24,9 @@ fn upload(row: &AnyRow) -> Result<UploadRecord> {
         sse_c_mac: row.try_get("sse_c_mac")?,
     })
 }
+
+/// Builds an object's settlement row from its extents (in part order).
+pub type SettlementPlanner<'a> = dyn Fn(&[ExtentRecord]) -> NewSettlement + Send + Sync + 'a;
 
 /// Outcome of storing a part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +125,20 @@ impl Catalogue {
         record: &ObjectRecord,
         keep_parts: &[u32],
     ) -> Result<bool> {
+        self.complete_upload_settled(upload_id, record, keep_parts, None)
+            .await
+    }
+
+    /// [`Catalogue::complete_upload`], also enqueueing the object's settlement in the same
+    /// transaction: `settle` builds it from the parts kept, in part order, as the transaction
+    /// sees them.
+    pub async fn complete_upload_settled(
+        &self,
+        upload_id: &str,
+        record: &ObjectRecord,
+        keep_parts: &[u32],
+        settle: Option<&SettlementPlanner<'_>>,
+    ) -> Result<bool> {
         let mut w = self.write().await?;
         let live = sqlx::query("SELECT version_id FROM uploads WHERE upload_id = $1")
             .bind(upload_id)
@@ -139,6 +156,14 @@ impl Catalogue {
             .execute(&mut *w.tx)
             .await?;
         super::objects::replace_object_row(&mut w.tx, record).await?;
+        if let Some(settle) = settle {
+            let kept: Vec<ExtentRecord> = parts
+                .into_iter()
+                .filter(|p| keep_parts.contains(&p.part))
+                .collect();
+            let settlement = settle(&kept);
+            super::settlement::enqueue_declaration(&mut w.tx, record, &settlement).await?;
+        }
         w.tx.commit().await?;
         Ok(true)
     }

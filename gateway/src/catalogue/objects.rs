@@ -5,8 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 
 use super::{
-    Catalogue, CatalogueError, Checksum, ExtentRecord, FragmentRecord, ObjectMeta, ObjectRecord,
-    Result, now_ms,
+    Catalogue, CatalogueError, Checksum, ExtentRecord, FragmentRecord, NewSettlement, ObjectMeta,
+    ObjectRecord, Result, now_ms,
 };
 use crate::store::FragmentHash;
 
@@ -87,10 +87,25 @@ impl Catalogue {
         record: &ObjectRecord,
         extents: &[ExtentRecord],
     ) -> Result<Replaced> {
+        self.commit_object_settled(record, extents, None).await
+    }
+
+    /// [`Catalogue::commit_object`], also enqueueing the object's settlement (its storage order,
+    /// or why it has none) in the same transaction, so that an object is visible exactly when
+    /// its order is in the outbox. A replaced version's order gets a deletion queued.
+    pub async fn commit_object_settled(
+        &self,
+        record: &ObjectRecord,
+        extents: &[ExtentRecord],
+        settlement: Option<&NewSettlement>,
+    ) -> Result<Replaced> {
         let mut w = self.write().await?;
         let replaced = replace_object_row(&mut w.tx, record).await?;
         for e in extents {
             insert_extent(&mut w.tx, &record.version_id, e).await?;
+        }
+        if let Some(s) = settlement {
+            super::settlement::enqueue_declaration(&mut w.tx, record, s).await?;
         }
         w.tx.commit().await?;
         Ok(replaced)
@@ -191,7 +206,8 @@ async fn retire_object(conn: &mut AnyConnection, bucket: &str, key: &str) -> Res
         .bind(key)
         .execute(&mut *conn)
         .await?;
-    retire_extents(conn, &version_id, None).await?;
+    retire_extents(&mut *conn, &version_id, None).await?;
+    super::settlement::enqueue_deletion(conn, &version_id).await?;
     Ok(Replaced::Previous)
 }
 
@@ -230,8 +246,8 @@ pub(super) async fn insert_extent(
     e: &ExtentRecord,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO extents (version_id, part, size, md5, nonce_prefix, inline_data, k, m, fragment_size, checksum, created_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO extents (version_id, part, size, md5, nonce_prefix, inline_data, k, m, fragment_size, checksum, created_ms, segment_hashes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(version_id)
     .bind(i64::from(e.part))
@@ -244,6 +260,7 @@ pub(super) async fn insert_extent(
     .bind(i64::from(e.fragment_size))
     .bind(e.checksum.as_ref().map(to_json))
     .bind(e.created_ms)
+    .bind(e.segment_hashes.as_deref().map(join_hashes))
     .execute(&mut *conn)
     .await?;
     for batch in e.fragments.chunks(FRAGMENT_BATCH) {
@@ -280,12 +297,30 @@ pub(super) async fn insert_extent(
     Ok(())
 }
 
+fn join_hashes(hashes: &[FragmentHash]) -> String {
+    hashes
+        .iter()
+        .map(FragmentHash::to_hex)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn split_hashes(text: &str) -> Result<Vec<FragmentHash>> {
+    text.split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            FragmentHash::from_hex(h)
+                .ok_or_else(|| CatalogueError::Corrupt(format!("segment hash {h:?}")))
+        })
+        .collect()
+}
+
 pub(super) async fn load_extents(
     conn: &mut AnyConnection,
     version_id: &str,
 ) -> Result<Vec<ExtentRecord>> {
     let rows = sqlx::query(
-        "SELECT part, size, md5, nonce_prefix, inline_data, k, m, fragment_size, checksum, created_ms \
+        "SELECT part, size, md5, nonce_prefix, inline_data, k, m, fragment_size, checksum, created_ms, segment_hashes \
          FROM extents WHERE version_id = $1 ORDER BY part",
     )
     .bind(version_id)
@@ -295,6 +330,7 @@ pub(super) async fn load_extents(
     for row in &rows {
         let prefix: Vec<u8> = row.try_get("nonce_prefix")?;
         let checksum: Option<String> = row.try_get("checksum")?;
+        let segment_hashes: Option<String> = row.try_get("segment_hashes")?;
         extents.push(ExtentRecord {
             part: row.try_get::<i64, _>("part")? as u32,
             size: row.try_get::<i64, _>("size")? as u64,
@@ -308,6 +344,7 @@ pub(super) async fn load_extents(
             fragment_size: row.try_get::<i64, _>("fragment_size")? as u32,
             checksum: checksum.as_deref().map(json::<Checksum>).transpose()?,
             created_ms: row.try_get("created_ms")?,
+            segment_hashes: segment_hashes.as_deref().map(split_hashes).transpose()?,
             fragments: Vec::new(),
         });
     }

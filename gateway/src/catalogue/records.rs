@@ -11,6 +11,11 @@ pub struct User {
     pub id: String,
     pub name: String,
     pub created_ms: i64,
+    /// The chain account (SS58) the user's objects are settled for; `None`: a deterministic dev
+    /// account on the dev ledger, no uploads on CESS.
+    pub chain_account: Option<String>,
+    /// The user's default territory; `None`: the gateway's default territory name.
+    pub territory: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +34,8 @@ pub struct Bucket {
     /// Erasure profile of objects stored without a storage class of their own.
     pub profile: String,
     pub created_ms: i64,
+    /// Territory that objects of this bucket take space from; `None`: the owner's.
+    pub territory: Option<String>,
 }
 
 /// The HTTP headers and user metadata an object keeps and returns.
@@ -104,6 +111,9 @@ pub struct ExtentRecord {
     pub fragment_size: u32,
     pub checksum: Option<Checksum>,
     pub created_ms: i64,
+    /// SHA-256 of each sealed segment (before padding), in segment order: the CESS segment
+    /// hashes. Empty for an inline extent; `None` for extents written before they were kept.
+    pub segment_hashes: Option<Vec<FragmentHash>>,
     /// Sorted by (segment, idx).
     pub fragments: Vec<FragmentRecord>,
 }
@@ -129,4 +139,104 @@ pub struct GcEntry {
     pub id: i64,
     pub hash: FragmentHash,
     pub store: String,
+}
+
+/// Where a row of the settlement outbox stands. `as_str` is the stored text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementState {
+    /// Waiting for the settlement worker.
+    Pending,
+    /// The declaration is on chain.
+    Declared,
+    /// The deletion is on chain (or there was nothing left to delete).
+    Deleted,
+    /// The chain refused it; `reason` says why. Not retried.
+    Failed,
+    /// Never declarable (inline object, another erasure profile); `reason` says why.
+    None,
+}
+
+impl SettlementState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Declared => "declared",
+            Self::Deleted => "deleted",
+            Self::Failed => "failed",
+            Self::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "declared" => Self::Declared,
+            "deleted" => Self::Deleted,
+            "failed" => Self::Failed,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+}
+
+/// What an outbox row asks of the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementKind {
+    /// `FileBank.upload_declaration` of an object version.
+    Declare,
+    /// `FileBank.delete_file` of a retired version's order.
+    Delete,
+}
+
+impl SettlementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Declare => "declare",
+            Self::Delete => "delete",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "declare" => Some(Self::Declare),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A declaration to enqueue with the object that it settles.
+#[derive(Debug, Clone)]
+pub struct NewSettlement {
+    /// Account of the gateway that will settle it.
+    pub gateway: String,
+    /// `Pending` (to declare) or `None` (not declarable, with a reason).
+    pub state: SettlementState,
+    pub fid: Option<String>,
+    pub owner: Option<String>,
+    /// The declaration request, as JSON.
+    pub request: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A row of the settlement outbox.
+#[derive(Debug, Clone)]
+pub struct SettlementRecord {
+    pub id: i64,
+    pub kind: SettlementKind,
+    pub gateway: String,
+    pub version_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub fid: Option<String>,
+    pub owner: Option<String>,
+    pub request: Option<String>,
+    pub state: SettlementState,
+    /// Block of the declaration or deletion, when known.
+    pub block: Option<i64>,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
 }

@@ -2,7 +2,8 @@
 //! never edited: add a new one. The two lists must describe the same tables.
 
 /// SQLite: the embedded default. Keys compare bytewise (BINARY collation), which is S3's order.
-pub const SQLITE: &[&str] = &[r#"
+pub const SQLITE: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -79,11 +80,46 @@ CREATE TABLE gc_queue (
     store TEXT NOT NULL,
     enqueued_ms BIGINT NOT NULL
 );
-"#];
+"#,
+    // 2: settlement (issue 3). Users and buckets name a chain account and territory; extents
+    // keep their CESS segment hashes (SHA-256 of each sealed segment, comma-separated hex; NULL
+    // for extents written before this migration, "" for inline ones); `settlement` is the
+    // durable outbox of storage orders. `kind` is `declare` or `delete`; `state` is `pending`,
+    // `declared`, `deleted`, `failed` or `none` (never declarable); `gateway` is the account of
+    // the gateway that settles the row; `request` is the declaration as JSON.
+    r#"
+ALTER TABLE users ADD COLUMN chain_account TEXT;
+ALTER TABLE users ADD COLUMN territory TEXT;
+ALTER TABLE buckets ADD COLUMN territory TEXT;
+ALTER TABLE extents ADD COLUMN segment_hashes TEXT;
+CREATE TABLE settlement (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fid TEXT,
+    owner TEXT,
+    request TEXT,
+    state TEXT NOT NULL,
+    block BIGINT,
+    reason TEXT,
+    attempts BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+CREATE INDEX settlement_due ON settlement (state, gateway, id);
+CREATE INDEX settlement_by_version ON settlement (version_id);
+CREATE INDEX settlement_by_fid ON settlement (fid);
+"#,
+];
 
 /// PostgreSQL: for gateways sharing one catalogue. Keys use the "C" collation so that they sort
 /// bytewise, as S3 lists them.
-pub const POSTGRES: &[&str] = &[r#"
+pub const POSTGRES: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -160,4 +196,38 @@ CREATE TABLE gc_queue (
     store TEXT NOT NULL,
     enqueued_ms BIGINT NOT NULL
 );
-"#];
+"#,
+    // 2: settlement (issue 3). Users and buckets name a chain account and territory; extents
+    // keep their CESS segment hashes (SHA-256 of each sealed segment, comma-separated hex; NULL
+    // for extents written before this migration, "" for inline ones); `settlement` is the
+    // durable outbox of storage orders. `kind` is `declare` or `delete`; `state` is `pending`,
+    // `declared`, `deleted`, `failed` or `none` (never declarable); `gateway` is the account of
+    // the gateway that settles the row; `request` is the declaration as JSON.
+    r#"
+ALTER TABLE users ADD COLUMN chain_account TEXT;
+ALTER TABLE users ADD COLUMN territory TEXT;
+ALTER TABLE buckets ADD COLUMN territory TEXT;
+ALTER TABLE extents ADD COLUMN segment_hashes TEXT;
+CREATE TABLE settlement (
+    id BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    bucket TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    fid TEXT,
+    owner TEXT,
+    request TEXT,
+    state TEXT NOT NULL,
+    block BIGINT,
+    reason TEXT,
+    attempts BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+CREATE INDEX settlement_due ON settlement (state, gateway, id);
+CREATE INDEX settlement_by_version ON settlement (version_id);
+CREATE INDEX settlement_by_fid ON settlement (fid);
+"#,
+];

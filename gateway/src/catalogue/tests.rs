@@ -49,7 +49,7 @@ fn hash(n: u8) -> FragmentHash {
     FragmentHash::of(&[n])
 }
 
-fn extent(part: u32, fragments: u32) -> ExtentRecord {
+pub(crate) fn extent(part: u32, fragments: u32) -> ExtentRecord {
     ExtentRecord {
         part,
         size: 1000 + u64::from(part),
@@ -68,6 +68,11 @@ fn extent(part: u32, fragments: u32) -> ExtentRecord {
             value: "AAAAAA==".into(),
         }),
         created_ms: now_ms(),
+        segment_hashes: Some(
+            (0..fragments.div_ceil(12))
+                .map(|i| hash(200 + i as u8))
+                .collect(),
+        ),
         fragments: (0..fragments)
             .map(|i| FragmentRecord {
                 segment: i / 12,
@@ -79,7 +84,7 @@ fn extent(part: u32, fragments: u32) -> ExtentRecord {
     }
 }
 
-fn object(bucket: &str, key: &str, version: &str) -> ObjectRecord {
+pub(crate) fn object(bucket: &str, key: &str, version: &str) -> ObjectRecord {
     ObjectRecord {
         bucket: bucket.into(),
         key: key.into(),
@@ -130,6 +135,7 @@ async fn buckets(cat: &Catalogue) {
         owner_id: "u1".into(),
         profile: "cess".into(),
         created_ms: now_ms(),
+        territory: Some("t1".into()),
     };
     assert_eq!(cat.create_bucket(&b).await.unwrap(), CreateBucket::Created);
     assert_eq!(
@@ -317,12 +323,127 @@ async fn multipart_lifecycle(cat: &Catalogue) {
     assert_eq!(cat.gc_batch(100).await.unwrap().len(), 36);
 }
 
+/// The outbox: a declaration with its object, a deletion when it is replaced or deleted, the
+/// order in which rows come due, and the segment hashes of extents.
+async fn settlement_outbox(cat: &Catalogue) {
+    let declare = |fid: &str| NewSettlement {
+        gateway: "gw".into(),
+        state: SettlementState::Pending,
+        fid: Some(fid.into()),
+        owner: Some("owner".into()),
+        request: Some("{}".into()),
+        reason: None,
+    };
+    cat.commit_object_settled(
+        &object("s", "k", "sv1"),
+        &[extent(0, 24)],
+        Some(&declare("f1")),
+    )
+    .await
+    .unwrap();
+    let ext = cat.extents("sv1").await.unwrap();
+    assert_eq!(ext[0].segment_hashes.as_ref().unwrap().len(), 2);
+    let row = cat.settlement_of_version("sv1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.kind, row.state, row.fid.as_deref()),
+        (
+            SettlementKind::Declare,
+            SettlementState::Pending,
+            Some("f1")
+        )
+    );
+    // Replacing the object queues the deletion of the first version's order.
+    cat.commit_object_settled(
+        &object("s", "k", "sv2"),
+        &[extent(0, 12)],
+        Some(&declare("f2")),
+    )
+    .await
+    .unwrap();
+    let f1 = cat.settlement_of_fid("f1").await.unwrap();
+    assert_eq!(f1.len(), 2);
+    assert_eq!(f1[1].kind, SettlementKind::Delete);
+    assert_eq!(f1[1].owner.as_deref(), Some("owner"));
+    // Due order: the oldest row first; a deletion waits for its declaration.
+    let due = cat.settlement_due("gw", now_ms()).await.unwrap().unwrap();
+    assert_eq!(due.id, f1[0].id);
+    cat.settlement_update(
+        due.id,
+        SettlementState::Failed,
+        None,
+        Some("no"),
+        1,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    let due = cat.settlement_due("gw", now_ms()).await.unwrap().unwrap();
+    assert_eq!(
+        due.id, f1[1].id,
+        "the deletion is due once its declaration is settled"
+    );
+    cat.settlement_update(
+        due.id,
+        SettlementState::Pending,
+        None,
+        Some("down"),
+        1,
+        now_ms() + 60_000,
+    )
+    .await
+    .unwrap();
+    let due = cat.settlement_due("gw", now_ms()).await.unwrap().unwrap();
+    assert_eq!(
+        due.fid.as_deref(),
+        Some("f2"),
+        "a row backing off is skipped"
+    );
+    cat.settlement_update(
+        due.id,
+        SettlementState::Declared,
+        Some(7),
+        None,
+        1,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    assert!(cat.settlement_due("gw", now_ms()).await.unwrap().is_none());
+    assert!(
+        cat.settlement_due("other", i64::MAX)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting the object queues the deletion of a declared order; a `none` row gets none.
+    cat.delete_object("s", "k").await.unwrap();
+    let f2 = cat.settlement_of_fid("f2").await.unwrap();
+    assert_eq!(f2.len(), 2);
+    assert_eq!(f2[1].kind, SettlementKind::Delete);
+    let none = NewSettlement {
+        state: SettlementState::None,
+        fid: None,
+        request: None,
+        reason: Some("inline".into()),
+        ..declare("x")
+    };
+    cat.commit_object_settled(&object("s", "n", "sv3"), &[extent(0, 0)], Some(&none))
+        .await
+        .unwrap();
+    cat.delete_object("s", "n").await.unwrap();
+    let recent = cat.settlement_recent(10).await.unwrap();
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0].state, SettlementState::None);
+    assert_eq!(cat.settlement_pending_count("gw").await.unwrap(), 2);
+}
+
 async fn suite(cat: &Catalogue) {
     users_and_keys(cat).await;
     buckets(cat).await;
     objects_replace_and_collect(cat).await;
     listing_order_and_prefix(cat).await;
     multipart_lifecycle(cat).await;
+    settlement_outbox(cat).await;
 }
 
 #[tokio::test]

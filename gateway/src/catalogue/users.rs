@@ -1,7 +1,7 @@
 //! Users and their access keys.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{AccessKeyRecord, Catalogue, Result, User, now_ms};
 
@@ -10,8 +10,12 @@ fn user(row: &AnyRow) -> Result<User> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         created_ms: row.try_get("created_ms")?,
+        chain_account: row.try_get("chain_account")?,
+        territory: row.try_get("territory")?,
     })
 }
+
+const USER_COLUMNS: &str = "id, name, created_ms, chain_account, territory";
 
 fn key(row: &AnyRow) -> Result<AccessKeyRecord> {
     Ok(AccessKeyRecord {
@@ -25,6 +29,16 @@ fn key(row: &AnyRow) -> Result<AccessKeyRecord> {
 impl Catalogue {
     /// Creates a user; `None` if the name is taken.
     pub async fn create_user(&self, name: &str) -> Result<Option<User>> {
+        self.create_user_with(name, None, None).await
+    }
+
+    /// Creates a user with a chain account and default territory; `None` if the name is taken.
+    pub async fn create_user_with(
+        &self,
+        name: &str,
+        chain_account: Option<&str>,
+        territory: Option<&str>,
+    ) -> Result<Option<User>> {
         let mut w = self.write().await?;
         let taken = sqlx::query("SELECT id FROM users WHERE name = $1")
             .bind(name)
@@ -37,11 +51,15 @@ impl Catalogue {
             id: uuid::Uuid::new_v4().simple().to_string(),
             name: name.to_string(),
             created_ms: now_ms(),
+            chain_account: chain_account.map(str::to_string),
+            territory: territory.map(str::to_string),
         };
-        sqlx::query("INSERT INTO users (id, name, created_ms) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO users (id, name, created_ms, chain_account, territory) VALUES ($1, $2, $3, $4, $5)")
             .bind(&u.id)
             .bind(&u.name)
             .bind(u.created_ms)
+            .bind(u.chain_account.clone())
+            .bind(u.territory.clone())
             .execute(&mut *w.tx)
             .await?;
         w.tx.commit().await?;
@@ -49,25 +67,31 @@ impl Catalogue {
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, created_ms FROM users WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(user).transpose()
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, created_ms FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         row.as_ref().map(user).transpose()
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT id, name, created_ms FROM users ORDER BY name")
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY name"
+        )))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(user).collect()
     }
 
@@ -100,6 +124,26 @@ impl Catalogue {
             .await?;
         w.tx.commit().await?;
         Ok(Ok(true))
+    }
+
+    /// Sets a user's chain account and default territory (`None` clears them). Returns false if
+    /// there is no such user.
+    pub async fn set_user_chain(
+        &self,
+        name: &str,
+        chain_account: Option<&str>,
+        territory: Option<&str>,
+    ) -> Result<bool> {
+        let mut w = self.write().await?;
+        let done =
+            sqlx::query("UPDATE users SET chain_account = $1, territory = $2 WHERE name = $3")
+                .bind(chain_account.map(str::to_string))
+                .bind(territory.map(str::to_string))
+                .bind(name)
+                .execute(&mut *w.tx)
+                .await?;
+        w.tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn create_key(&self, record: &AccessKeyRecord) -> Result<()> {

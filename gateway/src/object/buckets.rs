@@ -71,7 +71,27 @@ impl ObjectService {
         name: &str,
         profile: Option<&str>,
     ) -> Result<()> {
+        self.create_bucket_in(caller, name, profile, None).await
+    }
+
+    /// Creates a bucket whose objects take space from `territory` on chain (`None`: the
+    /// owner's default territory).
+    pub async fn create_bucket_in(
+        &self,
+        caller: &Caller,
+        name: &str,
+        profile: Option<&str>,
+        territory: Option<&str>,
+    ) -> Result<()> {
         validate_bucket_name(name)?;
+        if let Some(t) = territory
+            && !(1..=deoss_chain_client::MAX_NAME_LEN).contains(&t.len())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a territory name is 1 to {} bytes",
+                deoss_chain_client::MAX_NAME_LEN
+            )));
+        }
         let profile = Profile::parse(profile.unwrap_or(&self.inner.cfg.default_profile))
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         if profile.total() > self.inner.stores.len() {
@@ -87,6 +107,7 @@ impl ObjectService {
             owner_id: caller.user_id.clone(),
             profile: profile.name,
             created_ms: now_ms(),
+            territory: territory.map(str::to_string),
         };
         match self.inner.catalogue.create_bucket(&bucket).await? {
             CreateBucket::Created => Ok(()),

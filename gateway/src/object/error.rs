@@ -53,6 +53,13 @@ pub enum Error {
     SseCustomerKeyMismatch,
     #[error("the erasure profile needs {needed} fragment stores but only {healthy} are healthy")]
     NotEnoughStores { needed: usize, healthy: usize },
+    /// The chain refused the upload (no authorization, no territory, expired, no space); the
+    /// message names the cause.
+    #[error("upload refused by the settlement chain: {0}")]
+    SettlementRefused(String),
+    /// The chain could not be asked whether the upload may go ahead.
+    #[error("{0}")]
+    ChainUnavailable(String),
     #[error("reading the request body failed")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("object data cannot be recovered: {0}")]
@@ -70,3 +77,14 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::settlement::AdmitError> for Error {
+    fn from(e: crate::settlement::AdmitError) -> Self {
+        use crate::settlement::AdmitError as A;
+        match e {
+            A::Refused(why) => Error::SettlementRefused(why),
+            A::Unavailable(why) => Error::ChainUnavailable(why),
+            A::Catalogue(e) => Error::Catalogue(e),
+        }
+    }
+}

@@ -24,6 +24,7 @@ use futures::Stream;
 use crate::catalogue::Catalogue;
 use crate::crypto::MasterKey;
 use crate::erasure::{Codecs, Profile};
+use crate::settlement::{Payer, Settlement};
 use crate::store::StoreSet;
 
 pub use digest::{ChecksumAlgorithm, ChecksumExpectation};
@@ -109,6 +110,8 @@ struct Inner {
     inflight: write::InFlight,
     segment_slots: tokio::sync::Semaphore,
     gc_wake: tokio::sync::Notify,
+    /// Settlement of storage orders; unset in tests that do not need a chain.
+    settlement: std::sync::OnceLock<Arc<Settlement>>,
 }
 
 #[derive(Debug, Clone)]
@@ -142,12 +145,37 @@ impl ObjectService {
                 inflight: write::InFlight::default(),
                 segment_slots: tokio::sync::Semaphore::new(slots),
                 gc_wake: tokio::sync::Notify::new(),
+                settlement: std::sync::OnceLock::new(),
             }),
         })
     }
 
     pub fn catalogue(&self) -> &Catalogue {
         &self.inner.catalogue
+    }
+
+    /// Turns on settlement: uploads are checked against the chain and committed objects get a
+    /// storage order in the outbox. Set once, before serving.
+    pub fn attach_settlement(&self, settlement: Arc<Settlement>) {
+        let _ = self.inner.settlement.set(settlement);
+    }
+
+    pub fn settlement(&self) -> Option<&Arc<Settlement>> {
+        self.inner.settlement.get()
+    }
+
+    /// Asks settlement whether `caller` may upload about `size` bytes (0: unknown) into
+    /// `bucket`; returns who pays, or `None` without settlement.
+    pub(crate) async fn admit(
+        &self,
+        caller: &Caller,
+        bucket: &crate::catalogue::Bucket,
+        size: u64,
+    ) -> Result<Option<Payer>> {
+        let Some(s) = self.settlement() else {
+            return Ok(None);
+        };
+        Ok(Some(s.admit(&caller.user_id, bucket, size).await?))
     }
 
     pub fn stores(&self) -> &StoreSet {

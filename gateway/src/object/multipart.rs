@@ -6,8 +6,8 @@ use super::digest::{ChecksumExpectation, multipart_etag};
 use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{ByteStream, Caller, CustomerKey, Error, ObjectService, Result, check_sse};
-use crate::catalogue::multipart::PartStored;
-use crate::catalogue::{Checksum, ObjectMeta, ObjectRecord, UploadRecord, now_ms};
+use crate::catalogue::multipart::{PartStored, SettlementPlanner};
+use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms};
 use crate::crypto::{Binding, ChunkCipher, DataKey};
 use crate::erasure::Profile;
 
@@ -74,6 +74,7 @@ impl ObjectService {
     ) -> Result<String> {
         let b = self.owned_bucket(caller, bucket).await?;
         let (class, profile) = self.profile_for(&b.profile, storage_class)?;
+        self.admit(caller, &b, 0).await?;
         let version_id = new_version_id();
         let dk = DataKey::generate();
         let binding = Binding {
@@ -137,6 +138,10 @@ impl ObjectService {
         }
         let upload = self.live_upload(caller, bucket, key, upload_id).await?;
         check_sse(&self.inner, upload.sse_c_mac.as_deref(), ck)?;
+        if self.settlement().is_some() {
+            let b = self.owned_bucket(caller, bucket).await?;
+            self.admit(caller, &b, 0).await?;
+        }
         let binding = Binding {
             bucket,
             key,
@@ -249,10 +254,22 @@ impl ObjectService {
             parts_count: parts.len() as u32,
         };
         let keep: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
+        let payer = match self.settlement() {
+            Some(s) => {
+                let b = self.owned_bucket(caller, bucket).await?;
+                Some((s.clone(), s.payer(&caller.user_id, &b).await?))
+            }
+            None => None,
+        };
+        let plan = payer.as_ref().map(|(s, p)| {
+            let (bucket, key, size) = (record.bucket.clone(), record.key.clone(), record.size);
+            move |extents: &[ExtentRecord]| s.plan(p, &bucket, &key, size, extents)
+        });
+        let settle = plan.as_ref().map(|f| f as &SettlementPlanner<'_>);
         if !self
             .inner
             .catalogue
-            .complete_upload(upload_id, &record, &keep)
+            .complete_upload_settled(upload_id, &record, &keep, settle)
             .await?
         {
             return Err(Error::NoSuchUpload {
@@ -260,6 +277,7 @@ impl ObjectService {
             });
         }
         self.gc_notify();
+        self.settlement_notify();
         Ok(record)
     }
 

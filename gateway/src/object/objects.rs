@@ -132,7 +132,19 @@ pub(crate) fn extent_cipher(
 
 impl ObjectService {
     pub async fn put_object(&self, caller: &Caller, req: PutObject) -> Result<PutOutcome> {
+        self.put_object_sized(caller, req, None).await
+    }
+
+    /// [`ObjectService::put_object`] with the body's length when the request declares it, for
+    /// the settlement check (space on chain) before any byte is read.
+    pub async fn put_object_sized(
+        &self,
+        caller: &Caller,
+        req: PutObject,
+        size_hint: Option<u64>,
+    ) -> Result<PutOutcome> {
         let bucket = self.owned_bucket(caller, &req.bucket).await?;
+        let payer = self.admit(caller, &bucket, size_hint.unwrap_or(0)).await?;
         let (class, profile) = self.profile_for(&bucket.profile, req.storage_class.as_deref())?;
         let version_id = new_version_id();
         let dk = DataKey::generate();
@@ -176,12 +188,20 @@ impl ObjectService {
             checksum: extent.checksum.clone(),
             parts_count: 0,
         };
+        let extents = std::slice::from_ref(&extent);
+        let settlement = match (self.settlement(), &payer) {
+            (Some(s), Some(p)) => {
+                Some(s.plan(p, &record.bucket, &record.key, record.size, extents))
+            }
+            _ => None,
+        };
         self.inner
             .catalogue
-            .commit_object(&record, std::slice::from_ref(&extent))
+            .commit_object_settled(&record, extents, settlement.as_ref())
             .await?;
         guard.commit();
         self.gc_notify();
+        self.settlement_notify();
         Ok(PutOutcome {
             etag: record.etag,
             last_modified_ms: record.last_modified_ms,
@@ -259,7 +279,30 @@ impl ObjectService {
         self.owned_bucket(caller, bucket).await?;
         self.inner.catalogue.delete_object(bucket, key).await?;
         self.gc_notify();
+        self.settlement_notify();
         Ok(())
+    }
+
+    /// Wakes the settlement worker after an enqueue.
+    pub(crate) fn settlement_notify(&self) {
+        if let Some(s) = self.settlement() {
+            s.notify();
+        }
+    }
+
+    /// The settlement row of an object version (its storage order), if settlement is on.
+    pub async fn object_settlement(
+        &self,
+        version_id: &str,
+    ) -> Result<Option<crate::catalogue::SettlementRecord>> {
+        if self.settlement().is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .catalogue
+            .settlement_of_version(version_id)
+            .await?)
     }
 
     /// Copies an object by re-encrypting it under the destination's key, version and binding.
@@ -272,8 +315,9 @@ impl ObjectService {
         mut dest: PutObject,
     ) -> Result<PutOutcome> {
         let range = range.unwrap_or(0..source.record.size);
+        let size = range.end.saturating_sub(range.start);
         dest.body = source.read(range);
-        self.put_object(caller, dest).await
+        self.put_object_sized(caller, dest, Some(size)).await
     }
 }
 

@@ -261,8 +261,9 @@ pub(crate) async fn write_extent(
     let cipher = Arc::new(w.cipher);
     let chunks_per_segment = w.profile.chunks_per_segment();
     let mut fragments = Vec::new();
+    let mut segment_hashes = Vec::new();
     let mut inline = None;
-    let mut pending: Option<BoxFuture<'static, Result<Vec<FragmentRecord>>>> = None;
+    let mut pending: Option<BoxFuture<'static, Result<StoredSegment>>> = None;
     let mut segment = 0u32;
     loop {
         let mut buf = SegmentBuf::new(chunks_per_segment);
@@ -270,7 +271,9 @@ pub(crate) async fn write_extent(
             None => reader.fill(&mut buf).await?,
             Some(previous) => {
                 let (eof, stored) = tokio::join!(reader.fill(&mut buf), previous);
-                fragments.extend(stored?);
+                let (hash, stored) = stored?;
+                segment_hashes.push(hash);
+                fragments.extend(stored);
                 eof?
             }
         };
@@ -290,7 +293,9 @@ pub(crate) async fn write_extent(
         };
         let stored = job.run(buf).boxed();
         if eof {
-            fragments.extend(stored.await?);
+            let (hash, stored) = stored.await?;
+            segment_hashes.push(hash);
+            fragments.extend(stored);
             break;
         }
         pending = Some(stored);
@@ -310,6 +315,7 @@ pub(crate) async fn write_extent(
         fragment_size: w.profile.fragment_size as u32,
         checksum: digests.checksum,
         created_ms: now_ms(),
+        segment_hashes: Some(segment_hashes),
         fragments,
     })
 }
@@ -342,6 +348,10 @@ fn verify(
     Ok(())
 }
 
+/// A stored segment: its CESS segment hash (SHA-256 of the sealed segment before padding) and
+/// its fragments.
+type StoredSegment = (FragmentHash, Vec<FragmentRecord>);
+
 /// Encodes and stores one segment.
 struct SegmentJob {
     svc: Arc<Inner>,
@@ -354,7 +364,7 @@ struct SegmentJob {
 }
 
 impl SegmentJob {
-    async fn run(self, buf: SegmentBuf) -> Result<Vec<FragmentRecord>> {
+    async fn run(self, buf: SegmentBuf) -> Result<StoredSegment> {
         let (k, m) = (self.profile.k, self.profile.m);
         let ranked = self.svc.stores.rank(self.seed.as_bytes());
         if ranked.len() < k + m {
@@ -373,9 +383,10 @@ impl SegmentJob {
         let cipher = self.cipher.clone();
         let first_chunk = u64::from(self.segment) * self.profile.chunks_per_segment();
         let last = self.last;
-        let (shards, hashes) =
-            tokio::task::spawn_blocking(move || -> Result<(Vec<Bytes>, Vec<FragmentHash>)> {
+        let (segment_hash, shards, hashes) = tokio::task::spawn_blocking(
+            move || -> Result<(FragmentHash, Vec<Bytes>, Vec<FragmentHash>)> {
                 let mut data = buf.seal(&cipher, first_chunk, last)?;
+                let segment_hash = FragmentHash::of(&data);
                 let f = data.len().div_ceil(k);
                 data.resize(k * f, 0);
                 let mut parity = vec![vec![0u8; f]; m];
@@ -387,9 +398,10 @@ impl SegmentJob {
                     .chain(parity.into_iter().map(Bytes::from))
                     .collect();
                 let hashes = shards.iter().map(|s| FragmentHash::of(s)).collect();
-                Ok((shards, hashes))
-            })
-            .await??;
+                Ok((segment_hash, shards, hashes))
+            },
+        )
+        .await??;
 
         // Fragment i goes to the i-th ranked store; a failed write moves to the next spare.
         let spare = AtomicUsize::new(k + m);
@@ -421,6 +433,7 @@ impl SegmentJob {
                 }
             }
         });
-        futures::future::try_join_all(writes).await
+        let fragments: Result<Vec<FragmentRecord>> = futures::future::try_join_all(writes).await;
+        Ok((segment_hash, fragments?))
     }
 }

@@ -9,6 +9,9 @@ use super::headers::timestamp;
 
 /// Header naming the erasure profile of a new bucket (`cess`, `4+2`, `10+4`, `k+m`).
 pub const PROFILE_HEADER: &str = "x-deoss-profile";
+/// Header naming the owner's territory that a new bucket's objects take space from on chain
+/// (default: the user's territory).
+pub const TERRITORY_HEADER: &str = "x-deoss-territory";
 
 impl DeossS3 {
     pub(super) async fn do_list_buckets(
@@ -64,8 +67,14 @@ impl DeossS3 {
             .headers
             .get(PROFILE_HEADER)
             .and_then(|v| v.to_str().ok());
+        let territory = match req.headers.get(TERRITORY_HEADER) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                s3s::s3_error!(InvalidArgument, "{TERRITORY_HEADER} must be visible ASCII")
+            })?),
+            None => None,
+        };
         self.svc
-            .create_bucket(&caller, &req.input.bucket, profile)
+            .create_bucket_in(&caller, &req.input.bucket, profile, territory)
             .await
             .or_s3()?;
         Ok(S3Response::new(CreateBucketOutput {

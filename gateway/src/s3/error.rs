@@ -17,7 +17,15 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::BucketAlreadyExists { .. } => (C::BucketAlreadyExists, msg),
         Error::BucketAlreadyOwnedByYou { .. } => (C::BucketAlreadyOwnedByYou, msg),
         Error::BucketNotEmpty { .. } => (C::BucketNotEmpty, msg),
-        Error::AccessDenied { .. } => (C::AccessDenied, msg),
+        Error::AccessDenied { .. } | Error::SettlementRefused(_) => (C::AccessDenied, msg),
+        Error::ChainUnavailable(_) => {
+            tracing::error!(error = %msg, "refusing an upload: settlement chain unavailable");
+            (
+                C::ServiceUnavailable,
+                "the settlement chain cannot be reached to check this upload; try again later"
+                    .into(),
+            )
+        }
         Error::InvalidArgument(_) => (C::InvalidArgument, msg),
         Error::InvalidRequest(_) | Error::SseCustomerKeyMissing => (C::InvalidRequest, msg),
         Error::SseCustomerKeyMismatch => (C::AccessDenied, msg),
@@ -141,5 +149,11 @@ mod tests {
             key: "k".into(),
         });
         assert_eq!(e.code(), &S3ErrorCode::NoSuchKey);
+        let e = to_s3(Error::ChainUnavailable("ws://10.0.0.1:9944 refused".into()));
+        assert_eq!(e.code(), &S3ErrorCode::ServiceUnavailable);
+        assert!(!e.message().unwrap_or_default().contains("10.0.0.1"));
+        let e = to_s3(Error::SettlementRefused("not enough space: ...".into()));
+        assert_eq!(e.code(), &S3ErrorCode::AccessDenied);
+        assert!(e.message().unwrap_or_default().contains("not enough space"));
     }
 }

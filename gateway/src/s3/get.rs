@@ -137,7 +137,10 @@ impl DeossS3 {
         }
         let body = opened.read(range.unwrap_or(0..record.size));
         out.body = Some(StreamingBlob::new(Body(body)));
-        Ok(S3Response::new(out))
+        let mut resp = S3Response::new(out);
+        self.settlement_headers(&record.version_id, &mut resp.headers)
+            .await?;
+        Ok(resp)
     }
 
     pub(super) async fn do_head_object(
@@ -194,6 +197,46 @@ impl DeossS3 {
                 }
             }
         }
-        Ok(S3Response::new(out))
+        let mut resp = S3Response::new(out);
+        self.settlement_headers(&record.version_id, &mut resp.headers)
+            .await?;
+        Ok(resp)
+    }
+
+    /// `x-deoss-fid` and `x-deoss-settlement`: the object's storage order and where it stands.
+    async fn settlement_headers(
+        &self,
+        version_id: &str,
+        headers: &mut http::HeaderMap,
+    ) -> S3Result<()> {
+        let Some(row) = self.svc.object_settlement(version_id).await.or_s3()? else {
+            return Ok(());
+        };
+        if let Some(fid) = &row.fid
+            && let Ok(v) = http::HeaderValue::from_str(fid)
+        {
+            headers.insert(FID_HEADER, v);
+        }
+        let text = crate::settlement::header_value(row.state, row.block, row.reason.as_deref());
+        let visible: String = text
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(v) = http::HeaderValue::from_str(&visible) {
+            headers.insert(SETTLEMENT_HEADER, v);
+        }
+        Ok(())
     }
 }
+
+/// The object's CESS file id (64 hex), when it has a storage order.
+pub const FID_HEADER: &str = "x-deoss-fid";
+/// Where the object's storage order stands: `pending`, `declared; block=N`,
+/// `failed; reason=...` or `none; reason=...`.
+pub const SETTLEMENT_HEADER: &str = "x-deoss-settlement";

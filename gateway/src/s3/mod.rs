@@ -14,7 +14,7 @@ mod put;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
-pub use bucket::PROFILE_HEADER;
+pub use bucket::{PROFILE_HEADER, TERRITORY_HEADER};
 
 use crate::object::ObjectService;
 use auth::KeyDirectory;

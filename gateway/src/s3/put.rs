@@ -66,6 +66,7 @@ impl DeossS3 {
             metadata: i.metadata.as_ref(),
         }
         .into_meta()?;
+        let size_hint = i.content_length.and_then(|n| u64::try_from(n).ok());
         let put = PutObject {
             bucket: i.bucket,
             key: i.key,
@@ -76,7 +77,11 @@ impl DeossS3 {
             checksum,
             body: body_stream(i.body),
         };
-        let outcome = self.svc.put_object(&caller, put).await.or_s3()?;
+        let outcome = self
+            .svc
+            .put_object_sized(&caller, put, size_hint)
+            .await
+            .or_s3()?;
         let mut out = PutObjectOutput {
             e_tag: Some(etag(&outcome.etag)),
             size: Some(outcome.size as i64),

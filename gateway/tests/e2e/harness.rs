@@ -68,7 +68,7 @@ impl Server {
             .env("DEOSS_ROOT_SECRET_KEY", ROOT_SK)
             .env(
                 "DEOSS_LOG",
-                std::env::var("DEOSS_LOG").unwrap_or_else(|_| "error".into()),
+                std::env::var("DEOSS_LOG").unwrap_or_else(|_| "error,s3s=off".into()),
             )
             .env_remove("DEOSS_CONFIG")
             .stdout(Stdio::piped())

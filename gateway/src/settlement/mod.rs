@@ -1,0 +1,474 @@
+//! Settlement: every stored object becomes a storage order on chain (CESS `FileBank`), through
+//! a durable outbox, without an S3 request ever waiting for a block.
+//!
+//! - **Admission** ([`Settlement::admit`]): before an upload is accepted, the owner's chain account
+//!   must have authorized this gateway and the territory must exist, be active, not be expired
+//!   and have room. Answers are cached for [`SettlementConfig::check_cache`]; when the chain
+//!   cannot be reached the last answer (up to [`SettlementConfig::stale_check`] old) is used,
+//!   else the upload gets `503 ServiceUnavailable`.
+//! - **Outbox**: the catalogue transaction that makes an object visible also writes its
+//!   declaration row (or a `none` row saying why it has no order); the one that retires an object
+//!   queues a deletion of its order. See `catalogue::settlement`.
+//! - **Worker** ([`worker`]): drains the outbox with retries and exponential backoff
+//!   ([`RetryConfig`]). It is idempotent: it reads the order's state on chain before sending
+//!   anything and treats `AlreadyExists` as done, so each order settles exactly once, across
+//!   restarts and crashes between "sent" and "recorded".
+//!
+//! # Which objects are declared
+//!
+//! CESS takes exactly 12 fragments (4 data + 8 parity) per segment, so only objects whose every
+//! extent is stored as fragments of the `cess` profile are declared. Inline objects (under
+//! `limits.inline_threshold`, kept in the catalogue) and objects of other profiles get the state
+//! `none; reason=...`. A multipart object is declared with the segments of all its parts, in part
+//! order; if any part is inline (a last part under the inline threshold) it is not declarable.
+//!
+//! # fid and names
+//!
+//! A segment hash is SHA-256 of the sealed segment's bytes (before the last fragment's zero
+//! padding), computed in the upload pipeline; fragment hashes are the SHA-256 names fragments are
+//! stored under; the fid is `deoss_chain_client::fid_of_segments` over the segment hashes. Each
+//! version has a fresh data key, so its fid is unique. The declared `file_name` is the S3 key
+//! when it is 3 to 63 bytes; see [`file_name_for`] for the others.
+//!
+//! # Dev ledger defaults
+//!
+//! On the embedded dev ledger (`--chain dev`, the default) a user created without `--account`
+//! gets a deterministic dev account ([`dev_account`]) and, the first time it uploads, the gateway
+//! authorizes itself for that account and mints it the default territory
+//! ([`SettlementConfig::dev_territory_gib`] GiB for [`SettlementConfig::dev_territory_days`]
+//! days). So `deoss serve` plus the aws CLI works with no set-up. This is only possible because
+//! the dev ledger is a development ledger with one signer; on `--chain cess` nothing is
+//! provisioned: users need `--account`, the account must have authorized the gateway
+//! (`Oss.authorize`) and bought a territory.
+
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deoss_chain_client::{
+    AccountId, Chain, DeclarationRequest, FRAGMENTS_PER_SEGMENT, Fid, Hash64, MAX_NAME_LEN,
+    MIN_FILE_NAME_LEN, SEGMENT_SIZE, SPACE_PER_SEGMENT, SegmentDeclaration, Territory,
+    fid_of_segments,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::catalogue::{
+    Bucket, Catalogue, CatalogueError, ExtentRecord, NewSettlement, SettlementState,
+};
+
+pub use worker::RetryConfig;
+
+/// Tunables of settlement (set from the gateway's `[chain]` config).
+#[derive(Debug, Clone)]
+pub struct SettlementConfig {
+    /// Territory used when neither the bucket nor the user names one.
+    pub default_territory: String,
+    /// Size of the territory minted for dev accounts on the dev ledger.
+    pub dev_territory_gib: u32,
+    /// Lifetime of that territory.
+    pub dev_territory_days: u32,
+    /// How long an admission answer (authorization, territory) is reused.
+    pub check_cache: Duration,
+    /// How old an answer may be and still be used while the chain is unreachable.
+    pub stale_check: Duration,
+    pub retry: RetryConfig,
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        Self {
+            default_territory: "deoss".into(),
+            dev_territory_gib: 10 * 1024,
+            dev_territory_days: 365,
+            check_cache: Duration::from_secs(5),
+            stale_check: Duration::from_secs(600),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Why an upload is not admitted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmitError {
+    /// The chain says no (or the user has no account); the message names the cause.
+    #[error("{0}")]
+    Refused(String),
+    /// The chain could not be asked and no recent answer is known.
+    #[error("the settlement chain is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+}
+
+/// Who an upload is settled for, and where the space comes from.
+#[derive(Debug, Clone)]
+pub struct Payer {
+    pub account: AccountId,
+    pub territory: String,
+    /// The account was derived by the gateway (no `--account`): a dev account.
+    pub implicit: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Snapshot {
+    authorized: bool,
+    territory: Option<Territory>,
+    now: u64,
+}
+
+/// Settlement for one gateway: its chain, its admission cache, its outbox.
+#[derive(Debug)]
+pub struct Settlement {
+    chain: Arc<dyn Chain>,
+    catalogue: Catalogue,
+    cfg: SettlementConfig,
+    cache: Mutex<HashMap<(AccountId, String), (Instant, Snapshot)>>,
+    wake: tokio::sync::Notify,
+}
+
+/// The deterministic dev account of a user without one: SHA-256 of a fixed prefix and the user
+/// name, used as a public key. Nobody holds its secret; it exists on the dev ledger only.
+pub fn dev_account(user_name: &str) -> AccountId {
+    let mut h = Sha256::new();
+    h.update(b"deoss/dev-account/v1\0"); // format constant: never change
+    h.update(user_name.as_bytes());
+    AccountId(h.finalize().into())
+}
+
+/// The CESS `file_name` for an S3 key (3 to 63 bytes): the key itself when it fits; a shorter
+/// key is right-padded with `_`; a longer one keeps its first bytes (cut on a character
+/// boundary) followed by `~` and the first 16 hex digits of the key's SHA-256, 63 bytes at most.
+pub fn file_name_for(key: &str) -> String {
+    if (MIN_FILE_NAME_LEN..=MAX_NAME_LEN).contains(&key.len()) {
+        return key.to_string();
+    }
+    if key.len() < MIN_FILE_NAME_LEN {
+        let mut name = key.to_string();
+        while name.len() < MIN_FILE_NAME_LEN {
+            name.push('_');
+        }
+        return name;
+    }
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    let keep = MAX_NAME_LEN - 1 - 16;
+    let mut cut = keep;
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{}", &key[..cut], &digest[..16])
+}
+
+impl Settlement {
+    pub fn new(chain: Arc<dyn Chain>, catalogue: Catalogue, cfg: SettlementConfig) -> Self {
+        Self {
+            chain,
+            catalogue,
+            cfg,
+            cache: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn chain(&self) -> &Arc<dyn Chain> {
+        &self.chain
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    pub fn config(&self) -> &SettlementConfig {
+        &self.cfg
+    }
+
+    /// Wakes the worker: something was enqueued.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The account and territory that uploads by `user_id` into `bucket` are settled with.
+    pub async fn payer(&self, user_id: &str, bucket: &Bucket) -> Result<Payer, AdmitError> {
+        let user = self
+            .catalogue
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| AdmitError::Refused(format!("user {user_id} no longer exists")))?;
+        let territory = bucket
+            .territory
+            .clone()
+            .or(user.territory.clone())
+            .unwrap_or_else(|| self.cfg.default_territory.clone());
+        match &user.chain_account {
+            Some(text) => {
+                let account = text.parse::<AccountId>().map_err(|_| {
+                    AdmitError::Refused(format!(
+                        "user {}'s chain account {text:?} is not a valid address",
+                        user.name
+                    ))
+                })?;
+                Ok(Payer {
+                    account,
+                    territory,
+                    implicit: false,
+                })
+            }
+            None if self.chain.dev_ledger().is_some() => Ok(Payer {
+                account: dev_account(&user.name),
+                territory,
+                implicit: true,
+            }),
+            None => Err(AdmitError::Refused(format!(
+                "user {} has no chain account: on a CESS gateway every user needs one \
+                 (deoss admin user create NAME --account SS58)",
+                user.name
+            ))),
+        }
+    }
+
+    /// Whether an upload of `size` bytes (0 when unknown: one segment) by `user_id` into
+    /// `bucket` may go ahead.
+    pub async fn admit(
+        &self,
+        user_id: &str,
+        bucket: &Bucket,
+        size: u64,
+    ) -> Result<Payer, AdmitError> {
+        let payer = self.payer(user_id, bucket).await?;
+        let mut snap = self.snapshot(&payer, false).await?;
+        if payer.implicit
+            && let Some(ledger) = self.chain.dev_ledger()
+            && (!snap.authorized || snap.territory.is_none())
+        {
+            let gateway = self.chain.gateway_account();
+            let fail = |e: deoss_chain_client::Error| AdmitError::Unavailable(e.to_string());
+            if !snap.authorized {
+                ledger
+                    .authorize(&payer.account, &gateway)
+                    .await
+                    .map_err(fail)?;
+            }
+            if snap.territory.is_none() {
+                ledger
+                    .mint_territory(
+                        &payer.account,
+                        &payer.territory,
+                        self.cfg.dev_territory_gib,
+                        self.cfg.dev_territory_days,
+                    )
+                    .await
+                    .map_err(fail)?;
+            }
+            tracing::info!(account = %payer.account, territory = %payer.territory,
+                "dev ledger: authorized the gateway and minted a territory for a dev account");
+            snap = self.snapshot(&payer, true).await?;
+        }
+        judge(
+            &snap,
+            &payer,
+            &self.chain.gateway_account().to_string(),
+            size,
+        )?;
+        Ok(payer)
+    }
+
+    async fn snapshot(&self, payer: &Payer, refresh: bool) -> Result<Snapshot, AdmitError> {
+        let key = (payer.account, payer.territory.clone());
+        let cached = self.cache.lock().expect("poisoned").get(&key).cloned();
+        if !refresh
+            && let Some((at, snap)) = &cached
+            && at.elapsed() < self.cfg.check_cache
+        {
+            return Ok(snap.clone());
+        }
+        let fetched = async {
+            let authorized = self.chain.is_authorized(&payer.account).await?;
+            let territory = self
+                .chain
+                .territory(&payer.account, &payer.territory)
+                .await?;
+            let now = self.chain.best_block().await?;
+            Ok::<_, deoss_chain_client::Error>(Snapshot {
+                authorized,
+                territory,
+                now,
+            })
+        }
+        .await;
+        match fetched {
+            Ok(snap) => {
+                self.cache
+                    .lock()
+                    .expect("poisoned")
+                    .insert(key, (Instant::now(), snap.clone()));
+                Ok(snap)
+            }
+            Err(e) => match cached {
+                Some((at, snap)) if at.elapsed() < self.cfg.stale_check => {
+                    tracing::warn!(error = %e, age_ms = at.elapsed().as_millis() as u64,
+                        "chain unreachable: admitting with the last known answer");
+                    Ok(snap)
+                }
+                _ => {
+                    tracing::error!(error = %e, "chain unreachable during an upload check");
+                    Err(AdmitError::Unavailable(e.as_str().to_string()))
+                }
+            },
+        }
+    }
+
+    /// The outbox row for a version made of `extents` (in part order): a pending declaration,
+    /// or `none` with the reason it cannot be declared.
+    pub fn plan(
+        &self,
+        payer: &Payer,
+        bucket: &str,
+        key: &str,
+        size: u64,
+        extents: &[ExtentRecord],
+    ) -> NewSettlement {
+        let gateway = self.chain.gateway_account().to_string();
+        match declaration(payer, bucket, key, size, extents) {
+            Ok(request) => NewSettlement {
+                gateway,
+                state: SettlementState::Pending,
+                fid: Some(request.fid.to_string()),
+                owner: Some(payer.account.to_string()),
+                request: Some(serde_json::to_string(&request).expect("requests serialize")),
+                reason: None,
+            },
+            Err(reason) => NewSettlement {
+                gateway,
+                state: SettlementState::None,
+                fid: None,
+                owner: Some(payer.account.to_string()),
+                request: None,
+                reason: Some(reason),
+            },
+        }
+    }
+}
+
+/// Applies the chain's answer to an upload of `size` bytes.
+fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(), AdmitError> {
+    if !snap.authorized {
+        return Err(AdmitError::Refused(format!(
+            "not authorized: chain account {} has not authorized this gateway ({gateway}) to \
+             store for it (Oss.authorize)",
+            payer.account
+        )));
+    }
+    let Some(t) = &snap.territory else {
+        return Err(AdmitError::Refused(format!(
+            "no territory: chain account {} has no territory named {:?}",
+            payer.account, payer.territory
+        )));
+    };
+    let needed = size.div_ceil(SEGMENT_SIZE).max(1) * SPACE_PER_SEGMENT;
+    match t.check_room(needed, snap.now) {
+        Ok(()) => Ok(()),
+        Err(deoss_chain_client::Error::InsufficientSpace {
+            needed, remaining, ..
+        }) => Err(AdmitError::Refused(format!(
+            "not enough space: territory {:?} of {} has {remaining} bytes left, {needed} needed",
+            payer.territory, payer.account
+        ))),
+        Err(e) if snap.now > t.deadline => Err(AdmitError::Refused(format!(
+            "territory expired: {e} (account {})",
+            payer.account
+        ))),
+        Err(e) => Err(AdmitError::Refused(format!(
+            "territory unusable: {e} (account {})",
+            payer.account
+        ))),
+    }
+}
+
+/// The declaration of a version, or why it has none.
+fn declaration(
+    payer: &Payer,
+    bucket: &str,
+    key: &str,
+    size: u64,
+    extents: &[ExtentRecord],
+) -> Result<DeclarationRequest, String> {
+    let mut segments = Vec::new();
+    for e in extents {
+        let what = if e.part == 0 {
+            "the object".to_string()
+        } else {
+            format!("part {}", e.part)
+        };
+        if e.inline_data.is_some() {
+            return Err(format!(
+                "{what} is stored inline (under the inline threshold): no fragments to declare"
+            ));
+        }
+        if e.k as usize + e.m as usize != FRAGMENTS_PER_SEGMENT || e.k != 4 {
+            return Err(format!(
+                "{what} uses erasure profile {}+{}; CESS takes 4+8 (the cess profile)",
+                e.k, e.m
+            ));
+        }
+        let Some(hashes) = &e.segment_hashes else {
+            return Err(format!("{what} was stored before segment hashes were kept"));
+        };
+        for (s, hash) in hashes.iter().enumerate() {
+            let fragments: Vec<Hash64> = e
+                .fragments
+                .iter()
+                .filter(|f| f.segment as usize == s)
+                .map(|f| Hash64::from_digest(f.hash.0))
+                .collect();
+            if fragments.len() != FRAGMENTS_PER_SEGMENT {
+                return Err(format!(
+                    "segment {s} of {what} has {} fragments, not {FRAGMENTS_PER_SEGMENT}",
+                    fragments.len()
+                ));
+            }
+            segments.push(SegmentDeclaration {
+                hash: Hash64::from_digest(hash.0),
+                fragments,
+            });
+        }
+    }
+    if segments.is_empty() {
+        return Err("the object has no segments".into());
+    }
+    let hashes: Vec<Fid> = segments.iter().map(|s| s.hash).collect();
+    let fid = fid_of_segments(&hashes).map_err(|e| e.to_string())?;
+    let request = DeclarationRequest {
+        fid,
+        segments,
+        owner: payer.account,
+        file_name: file_name_for(key),
+        bucket_name: bucket.to_string(),
+        territory: payer.territory.clone(),
+        file_size: size,
+    };
+    request.validate().map_err(|e| e.to_string())?;
+    Ok(request)
+}
+
+/// The `x-deoss-settlement` header value of a declaration row.
+pub fn header_value(state: SettlementState, block: Option<i64>, reason: Option<&str>) -> String {
+    let reason = reason.unwrap_or("unknown").replace(['\r', '\n'], " ");
+    match state {
+        SettlementState::Pending => "pending".into(),
+        SettlementState::Declared => match block {
+            Some(b) => format!("declared; block={b}"),
+            None => "declared".into(),
+        },
+        SettlementState::Deleted => match block {
+            Some(b) => format!("deleted; block={b}"),
+            None => "deleted".into(),
+        },
+        SettlementState::Failed => format!("failed; reason={reason}"),
+        SettlementState::None => format!("none; reason={reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
