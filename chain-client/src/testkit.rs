@@ -102,7 +102,10 @@ async fn new_block(rpc: &RpcClient) {
             .duration_since(UNIX_EPOCH)
             .expect("clock")
             .as_millis() as u64;
-        now = wall / 6000 * 6000;
+        // Not rounded down to a slot boundary: the block is stamped `now + 6 s`, which must
+        // still lie ahead of the wall clock when Chopsticks builds it (a rounded value left as
+        // little as a few ms of margin, and a loaded machine missed it now and then).
+        now = wall;
     }
     let storage = serde_json::json!({
         "Timestamp": { "Now": now },
