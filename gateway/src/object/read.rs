@@ -107,25 +107,42 @@ async fn read_extent(
             Ok(p) => p,
             Err((err, suspects)) => {
                 tracing::warn!(segment = span.segment, error = %err, "degraded read: rebuilding the segment from parity");
-                let whole = rebuild_segment(
-                    svc,
-                    &geometry,
-                    &e.extent,
-                    &fragments,
-                    span.segment_len,
-                    &suspects,
-                )
-                .await?;
-                let cipher_bytes =
-                    whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
-                open_span(
-                    &e.cipher,
-                    cipher_bytes,
-                    span.first_chunk,
-                    chunk_count,
-                    &range,
-                )
-                .await?
+                // Decode first and let the GCM tags judge; only if they fail is every fragment's
+                // hash checked, to find and skip the corrupt ones.
+                let mut plain = None;
+                for verify in [false, true] {
+                    let whole = rebuild_segment(
+                        svc,
+                        &geometry,
+                        &e.extent,
+                        &fragments,
+                        span.segment_len,
+                        &suspects,
+                        verify,
+                    )
+                    .await?;
+                    let cipher_bytes =
+                        whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
+                    match open_span(
+                        &e.cipher,
+                        cipher_bytes,
+                        span.first_chunk,
+                        chunk_count,
+                        &range,
+                    )
+                    .await
+                    {
+                        Ok(p) => {
+                            plain = Some(p);
+                            break;
+                        }
+                        Err(err) if verify => return Err(err),
+                        Err(err) => {
+                            tracing::warn!(segment = span.segment, error = %err, "rebuilt segment fails authentication: checking fragment hashes")
+                        }
+                    }
+                }
+                plain.expect("the verified pass returns or errs")
             }
         };
         if tx.send(Ok(plain)).await.is_err() {
@@ -243,9 +260,9 @@ async fn fetch_range(svc: &Arc<Inner>, f: &FragmentRecord, r: Range<u64>) -> Res
     Ok(bytes)
 }
 
-/// The degraded path: rebuilds a whole segment's ciphertext from any k fragments whose content
-/// hash checks out, trying data fragments first and `suspects` (fragment indexes that just
-/// failed) last.
+/// The degraded path: rebuilds a whole segment's ciphertext from any k readable fragments
+/// (whose content hash checks out, with `verify`), trying data fragments first and `suspects`
+/// (fragment indexes that just failed) last.
 pub(crate) async fn rebuild_segment(
     svc: &Arc<Inner>,
     g: &Geometry,
@@ -253,6 +270,7 @@ pub(crate) async fn rebuild_segment(
     fragments: &[&FragmentRecord],
     segment_len: u64,
     suspects: &[u32],
+    verify: bool,
 ) -> Result<Vec<u8>> {
     let (k, m) = (extent.k as usize, extent.m as usize);
     let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
@@ -271,7 +289,8 @@ pub(crate) async fn rebuild_segment(
                 "only {good} of the {k} fragments needed are readable"
             )));
         }
-        let fetched = futures::future::join_all(wave.iter().map(|f| fetch_verified(svc, f))).await;
+        let fetched =
+            futures::future::join_all(wave.iter().map(|f| fetch_whole(svc, f, verify))).await;
         for (f, result) in wave.iter().zip(fetched) {
             match result {
                 Ok(bytes) => {
@@ -304,7 +323,7 @@ pub(crate) async fn rebuild_segment(
     .await?
 }
 
-async fn fetch_verified(svc: &Arc<Inner>, f: &FragmentRecord) -> Result<Vec<u8>> {
+async fn fetch_whole(svc: &Arc<Inner>, f: &FragmentRecord, verify: bool) -> Result<Vec<u8>> {
     let store = svc
         .stores
         .by_id(&f.store)
@@ -313,10 +332,13 @@ async fn fetch_verified(svc: &Arc<Inner>, f: &FragmentRecord) -> Result<Vec<u8>>
     let bytes = tokio::time::timeout(timeout, store.get(f.hash, None))
         .await
         .map_err(|_| timed_out(f, timeout))??;
+    if !verify {
+        return Ok(Vec::from(bytes));
+    }
     let expected = f.hash;
     tokio::task::spawn_blocking(move || {
         if FragmentHash::of(&bytes) == expected {
-            Ok(bytes.to_vec())
+            Ok(Vec::from(bytes))
         } else {
             Err(Error::DataLoss(format!(
                 "fragment {expected} fails its hash check"

@@ -161,6 +161,11 @@ fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn write_direct(mut file: std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 && data.len().is_multiple_of(DIRECT_ALIGN) {
+        // Full fragments of large buffers usually are aligned already: no copy.
+        file.write_all(data)?;
+        return file.sync_data();
+    }
     // Copy into a block-aligned region of a fresh buffer; only the alignment slack and the tail
     // padding are zero-filled.
     let padded = data.len().next_multiple_of(DIRECT_ALIGN);
