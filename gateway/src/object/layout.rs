@@ -31,6 +31,28 @@ pub struct SegmentSpan {
     pub cipher: Range<u64>,
 }
 
+impl SegmentSpan {
+    /// Cuts the span into pieces of at most `max_chunks` sealed chunks each.
+    pub fn split(&self, max_chunks: u64) -> Vec<SegmentSpan> {
+        let mut out = Vec::new();
+        let mut first = self.first_chunk;
+        let mut start = self.cipher.start;
+        while first <= self.last_chunk {
+            let last = (first + max_chunks - 1).min(self.last_chunk);
+            let end = (start + (last - first + 1) * CIPHER_CHUNK as u64).min(self.cipher.end);
+            out.push(SegmentSpan {
+                first_chunk: first,
+                last_chunk: last,
+                cipher: start..end,
+                ..self.clone()
+            });
+            first = last + 1;
+            start = end;
+        }
+        out
+    }
+}
+
 impl Geometry {
     pub fn segment_size(&self) -> u64 {
         self.k * self.fragment_size
@@ -173,6 +195,24 @@ mod tests {
             g.fragment_ranges(17, &(0..17)),
             vec![(0, 0..5), (1, 0..5), (2, 0..5), (3, 0..2)]
         );
+    }
+
+    #[test]
+    fn spans_split_into_units() {
+        let g = cess(512 * PLAIN_CHUNK as u64 + 100);
+        let whole = g.spans(0..g.plain_len);
+        let units = whole[0].split(64);
+        assert_eq!(units.len(), 8);
+        assert_eq!(units[1].first_chunk, 64);
+        assert_eq!(
+            units[1].cipher,
+            64 * CIPHER_CHUNK as u64..128 * CIPHER_CHUNK as u64
+        );
+        assert_eq!(units.last().unwrap().cipher.end, whole[0].cipher.end);
+        // A short last segment stays one unit, its end clipped to the segment.
+        let tail = whole[1].split(64);
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].cipher, whole[1].cipher);
     }
 
     #[test]

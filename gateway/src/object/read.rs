@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::layout::{Geometry, SegmentSpan};
 use super::{BodyError, ByteStream, Error, Inner, Result};
@@ -17,9 +18,12 @@ use crate::crypto::envelope::{CIPHER_CHUNK, PLAIN_CHUNK};
 use crate::erasure;
 use crate::store::{FragmentHash, StoreError};
 
-/// Decrypted spans buffered ahead of the client: the next segment is fetched while the
-/// previous one is sent.
-const READ_AHEAD: usize = 1;
+/// Decrypted units buffered ahead of the client.
+const READ_AHEAD: usize = 2;
+/// Sealed chunks per read unit (4 MiB of ciphertext).
+const READ_UNIT_CHUNKS: u64 = 64;
+/// Units of one segment fetched and opened at once.
+const READ_UNITS_IN_FLIGHT: usize = 4;
 
 /// One extent of an object, ready to read.
 #[derive(Debug, Clone)]
@@ -89,67 +93,106 @@ async fn read_extent(
             .iter()
             .filter(|f| f.segment == span.segment)
             .collect();
-        // Healthy path first; any failing, slow or corrupt data fragment sends the segment down
-        // the degraded path, which tries the suspects last.
-        let attempt = match fetch_span(svc, &geometry, &fragments, &span).await {
-            Ok(cipher_bytes) => open_span(
-                &e.cipher,
-                cipher_bytes,
-                span.first_chunk,
-                chunk_count,
-                &range,
-            )
-            .await
-            .map_err(|err| (err, Vec::new())),
-            Err(failure) => Err(failure),
-        };
-        let plain = match attempt {
-            Ok(p) => p,
-            Err((err, suspects)) => {
-                tracing::warn!(segment = span.segment, error = %err, "degraded read: rebuilding the segment from parity");
-                // Decode first and let the GCM tags judge; only if they fail is every fragment's
-                // hash checked, to find and skip the corrupt ones.
-                let mut plain = None;
-                for verify in [false, true] {
-                    let whole = rebuild_segment(
-                        svc,
-                        &geometry,
-                        &e.extent,
-                        &fragments,
-                        span.segment_len,
-                        &suspects,
-                        verify,
-                    )
-                    .await?;
-                    let cipher_bytes =
-                        whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
-                    match open_span(
+        // The segment is read in units of a few MiB, several at once: memory stays small
+        // whatever the segment size, and the data fragments are still read in parallel.
+        let reads = span.split(READ_UNIT_CHUNKS).into_iter().map(|unit| {
+            let fragments = &fragments;
+            let geometry = &geometry;
+            let range = &range;
+            async move {
+                match fetch_span(svc, geometry, fragments, &unit).await {
+                    Ok(cipher_bytes) => open_span(
                         &e.cipher,
                         cipher_bytes,
-                        span.first_chunk,
+                        unit.first_chunk,
+                        chunk_count,
+                        range,
+                    )
+                    .await
+                    .map_err(|err| (unit, err, Vec::new())),
+                    Err((err, suspects)) => Err((unit, err, suspects)),
+                }
+            }
+        });
+        let mut results = futures::stream::iter(reads).buffered(READ_UNITS_IN_FLIGHT);
+        // Rebuilt at most once per segment, on the first unit that needs it.
+        let mut rebuilt: Option<Vec<u8>> = None;
+        while let Some(result) = results.next().await {
+            let plain = match result {
+                Ok(plain) => plain,
+                Err((unit, err, suspects)) => {
+                    if rebuilt.is_none() {
+                        tracing::warn!(segment = span.segment, error = %err, "degraded read: rebuilding the segment from parity");
+                        rebuilt = Some(
+                            rebuild_authentic(
+                                svc, &geometry, e, &fragments, &span, &suspects, &range,
+                            )
+                            .await?,
+                        );
+                    }
+                    let whole = rebuilt.as_ref().expect("rebuilt above");
+                    let cipher_bytes =
+                        whole[unit.cipher.start as usize..unit.cipher.end as usize].to_vec();
+                    open_span(
+                        &e.cipher,
+                        cipher_bytes,
+                        unit.first_chunk,
                         chunk_count,
                         &range,
                     )
-                    .await
-                    {
-                        Ok(p) => {
-                            plain = Some(p);
-                            break;
-                        }
-                        Err(err) if verify => return Err(err),
-                        Err(err) => {
-                            tracing::warn!(segment = span.segment, error = %err, "rebuilt segment fails authentication: checking fragment hashes")
-                        }
-                    }
+                    .await?
                 }
-                plain.expect("the verified pass returns or errs")
+            };
+            if tx.send(Ok(plain)).await.is_err() {
+                return Ok(()); // the client went away
             }
-        };
-        if tx.send(Ok(plain)).await.is_err() {
-            return Ok(()); // the client went away
         }
     }
     Ok(())
+}
+
+/// Rebuilds a segment whose ciphertext authenticates. The first pass decodes from whatever
+/// fragments read and lets the GCM tags judge; only if they fail is every fragment's hash
+/// checked, to find and skip the corrupt ones.
+async fn rebuild_authentic(
+    svc: &Arc<Inner>,
+    geometry: &Geometry,
+    e: &ReadableExtent,
+    fragments: &[&FragmentRecord],
+    span: &SegmentSpan,
+    suspects: &[u32],
+    range: &Range<u64>,
+) -> Result<Vec<u8>> {
+    let chunk_count = geometry.chunk_count();
+    for verify in [false, true] {
+        let whole = rebuild_segment(
+            svc,
+            geometry,
+            &e.extent,
+            fragments,
+            span.segment_len,
+            suspects,
+            verify,
+        )
+        .await?;
+        let cipher_bytes = whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
+        match open_span(
+            &e.cipher,
+            cipher_bytes,
+            span.first_chunk,
+            chunk_count,
+            range,
+        )
+        .await
+        {
+            Ok(_) => return Ok(whole),
+            Err(err) if verify => return Err(err),
+            Err(err) => {
+                tracing::warn!(segment = span.segment, error = %err, "rebuilt segment fails authentication: checking fragment hashes")
+            }
+        }
+    }
+    unreachable!("the verified pass returns")
 }
 
 /// Opens the sealed chunks `cipher_bytes` (starting at chunk `first_chunk`) and keeps the bytes
