@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod bucket;
+mod copy_source;
 pub mod error;
 mod get;
 pub(crate) mod headers;

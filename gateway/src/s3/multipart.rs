@@ -4,14 +4,13 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::DeossS3;
+use super::copy_source::CopySourceFields;
 use super::error::OrS3;
-use super::headers::condition_text;
 use super::headers::{
-    ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, set_checksum, set_sse,
-    timestamp, timestamp_ms,
+    ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, set_checksum, set_sse, timestamp,
 };
 use super::put::body_stream;
-use crate::object::{CompletedPart as DomainPart, CopySourceConditions};
+use crate::object::CompletedPart as DomainPart;
 
 const MAX_PARTS: i32 = 1000;
 const MAX_UPLOADS: i32 = 1000;
@@ -146,47 +145,28 @@ impl DeossS3 {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let caller = self.keys.caller(&req).await?;
         let i = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id,
-        } = &i.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "access point copy sources are not supported"
-            ));
-        };
-        if version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(
-                NoSuchVersion,
-                "this bucket is not versioned; only version \"null\" exists"
-            ));
-        }
-        let src_ck = customer_key(
-            i.copy_source_sse_customer_algorithm.as_deref(),
-            i.copy_source_sse_customer_key.as_deref(),
-            i.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
+        let source = self
+            .open_copy_source(
+                &caller,
+                CopySourceFields {
+                    source: &i.copy_source,
+                    sse_algorithm: i.copy_source_sse_customer_algorithm.as_deref(),
+                    sse_key: i.copy_source_sse_customer_key.as_deref(),
+                    sse_key_md5: i.copy_source_sse_customer_key_md5.as_deref(),
+                    if_match: i.copy_source_if_match.as_ref(),
+                    if_none_match: i.copy_source_if_none_match.as_ref(),
+                    if_modified_since: i.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?
+            .object;
         let dst_ck = customer_key(
             i.sse_customer_algorithm.as_deref(),
             i.sse_customer_key.as_deref(),
             i.sse_customer_key_md5.as_deref(),
         )?;
         let number = part_number(i.part_number)?;
-        let source = self
-            .svc
-            .open_object(&caller, src_bucket, src_key, src_ck.as_ref())
-            .await
-            .or_s3()?;
-        CopySourceConditions {
-            if_match: i.copy_source_if_match.as_ref().map(condition_text),
-            if_none_match: i.copy_source_if_none_match.as_ref().map(condition_text),
-            if_modified_since_ms: i.copy_source_if_modified_since.as_ref().map(timestamp_ms),
-            if_unmodified_since_ms: i.copy_source_if_unmodified_since.as_ref().map(timestamp_ms),
-        }
-        .check(&source.record)
-        .or_s3()?;
         let range = match &i.copy_source_range {
             Some(r) => copy_range(r, source.record.size)?,
             None => 0..source.record.size,

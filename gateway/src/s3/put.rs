@@ -4,13 +4,12 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::DeossS3;
+use super::copy_source::CopySourceFields;
 use super::error::{OrS3, to_s3};
-use super::headers::condition_text;
 use super::headers::{
-    ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, set_checksum, set_sse,
-    timestamp, timestamp_ms,
+    ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, set_checksum, set_sse, timestamp,
 };
-use crate::object::{ByteStream, CopySourceConditions, PutObject};
+use crate::object::{ByteStream, PutObject};
 
 /// Most keys one DeleteObjects request may name.
 const MAX_DELETE_KEYS: usize = 1000;
@@ -98,56 +97,37 @@ impl DeossS3 {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let caller = self.keys.caller(&req).await?;
         let i = req.input;
-        let CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id,
-        } = &i.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "access point copy sources are not supported"
-            ));
-        };
-        if version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(
-                NoSuchVersion,
-                "this bucket is not versioned; only version \"null\" exists"
-            ));
-        }
-        let src_ck = customer_key(
-            i.copy_source_sse_customer_algorithm.as_deref(),
-            i.copy_source_sse_customer_key.as_deref(),
-            i.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
+        let src = self
+            .open_copy_source(
+                &caller,
+                CopySourceFields {
+                    source: &i.copy_source,
+                    sse_algorithm: i.copy_source_sse_customer_algorithm.as_deref(),
+                    sse_key: i.copy_source_sse_customer_key.as_deref(),
+                    sse_key_md5: i.copy_source_sse_customer_key_md5.as_deref(),
+                    if_match: i.copy_source_if_match.as_ref(),
+                    if_none_match: i.copy_source_if_none_match.as_ref(),
+                    if_modified_since: i.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
         let dst_ck = customer_key(
             i.sse_customer_algorithm.as_deref(),
             i.sse_customer_key.as_deref(),
             i.sse_customer_key_md5.as_deref(),
         )?;
-        let source = self
-            .svc
-            .open_object(&caller, src_bucket, src_key, src_ck.as_ref())
-            .await
-            .or_s3()?;
-        CopySourceConditions {
-            if_match: i.copy_source_if_match.as_ref().map(condition_text),
-            if_none_match: i.copy_source_if_none_match.as_ref().map(condition_text),
-            if_modified_since_ms: i.copy_source_if_modified_since.as_ref().map(timestamp_ms),
-            if_unmodified_since_ms: i.copy_source_if_unmodified_since.as_ref().map(timestamp_ms),
-        }
-        .check(&source.record)
-        .or_s3()?;
+        let source = src.object;
         let replace = i
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let storage_class = i.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let same_object = **src_bucket == *i.bucket && **src_key == *i.key;
+        let same_object = src.bucket == i.bucket && src.key == i.key;
         if same_object
             && !replace
             && storage_class.is_none()
-            && src_ck.is_none()
+            && src.customer_key.is_none()
             && dst_ck.is_none()
         {
             return Err(s3_error!(
