@@ -386,18 +386,32 @@ impl SegmentJob {
         let (segment_hash, shards, hashes) = tokio::task::spawn_blocking(
             move || -> Result<(FragmentHash, Vec<Bytes>, Vec<FragmentHash>)> {
                 let mut data = buf.seal(&cipher, first_chunk, last)?;
-                let segment_hash = FragmentHash::of(&data);
-                let f = data.len().div_ceil(k);
+                let sealed_len = data.len();
+                let f = sealed_len.div_ceil(k);
                 data.resize(k * f, 0);
                 let mut parity = vec![vec![0u8; f]; m];
-                let slices: Vec<&[u8]> = data.chunks(f).collect();
-                erasure::encode(&codec, &slices, &mut parity)?;
+                // Hashing is the costliest step (SHA-256 over the segment and every fragment):
+                // it is spread over two threads, the segment hash beside the parity computation.
+                let segment_hash = std::thread::scope(|scope| {
+                    let hashing = scope.spawn(|| FragmentHash::of(&data[..sealed_len]));
+                    let slices: Vec<&[u8]> = data.chunks(f).collect();
+                    erasure::encode(&codec, &slices, &mut parity)?;
+                    Ok::<_, Error>(hashing.join().expect("hashing thread"))
+                })?;
                 let data = Bytes::from(data);
                 let shards: Vec<Bytes> = (0..k)
                     .map(|j| data.slice(j * f..(j + 1) * f))
                     .chain(parity.into_iter().map(Bytes::from))
                     .collect();
-                let hashes = shards.iter().map(|s| FragmentHash::of(s)).collect();
+                let (front, back) = shards.split_at(shards.len() / 2);
+                let hashes = std::thread::scope(|scope| {
+                    let other = scope
+                        .spawn(|| back.iter().map(|s| FragmentHash::of(s)).collect::<Vec<_>>());
+                    let mut hashes: Vec<FragmentHash> =
+                        front.iter().map(|s| FragmentHash::of(s)).collect();
+                    hashes.extend(other.join().expect("hashing thread"));
+                    hashes
+                });
                 Ok((segment_hash, shards, hashes))
             },
         )
