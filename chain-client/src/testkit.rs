@@ -268,3 +268,23 @@ impl Chopsticks {
         text[start..].to_string()
     }
 }
+
+impl Chopsticks {
+    /// Runs a set-up transaction, sending it once more when it was not included for a passing
+    /// reason (Chopsticks under load has been seen refusing one while building a block); panics
+    /// with the node's log otherwise. What a test checks is never retried this way.
+    pub async fn setup<T, F, Fut>(&self, what: &str, f: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::Error>>,
+    {
+        let result = match f().await {
+            Err(e @ crate::Error::NotIncluded { .. }) if e.is_retryable() => {
+                eprintln!("{what}: {e}; sending again");
+                f().await
+            }
+            other => other,
+        };
+        result.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", self.log_tail()))
+    }
+}

@@ -17,24 +17,6 @@ use deoss_chain_client::{
     CessChain, CessOptions, Chain, Error, GatewayInfo, GatewayKey, OrderState,
 };
 
-/// Set-up transactions are sent once more when not included for a passing reason (Chopsticks
-/// under load has been seen refusing one while building a block); what the tests check is never
-/// retried this way.
-async fn setup<T, F, Fut>(what: &str, node: &Chopsticks, f: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let result = match f().await {
-        Err(e @ Error::NotIncluded { .. }) if e.is_retryable() => {
-            eprintln!("{what}: {e}; sending again");
-            f().await
-        }
-        other => other,
-    };
-    result.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", node.log_tail()))
-}
-
 fn options() -> CessOptions {
     CessOptions {
         wait_for_finality: true,
@@ -65,19 +47,22 @@ async fn cess_runtime_conformance() {
 
     // Register, then the owner authorizes the gateway and buys a territory.
     let info = GatewayInfo::for_account(&gateway.account(), "https://gw.deoss.test").unwrap();
-    setup("register", &node, || chain.register_gateway(&info)).await;
+    node.setup("register", || chain.register_gateway(&info))
+        .await;
     let cess = CessChain::connect(&node.url, gateway.clone(), options())
         .await
         .expect("connect");
     assert!(!chain.is_authorized(&owner.account()).await.unwrap());
     let operator = gateway.account();
-    let receipt = setup("authorize", &node, || cess.authorize_as(&owner, &operator)).await;
+    let receipt = node
+        .setup("authorize", || cess.authorize_as(&owner, &operator))
+        .await;
     assert!(receipt.block_number >= 3);
     assert!(
         receipt.finalized,
         "Chopsticks reports finality: {receipt:?}"
     );
-    setup("mint territory", &node, || {
+    node.setup("mint territory", || {
         cess.mint_territory_as(&owner, "home", 1, 30)
     })
     .await;
@@ -109,9 +94,11 @@ async fn declaration_without_territory_is_refused() {
         .await
         .expect("connect");
     let info = GatewayInfo::for_account(&gateway.account(), "https://gw.deoss.test").unwrap();
-    setup("register", &node, || chain.register_gateway(&info)).await;
+    node.setup("register", || chain.register_gateway(&info))
+        .await;
     let operator = gateway.account();
-    setup("authorize", &node, || chain.authorize_as(&owner, &operator)).await;
+    node.setup("authorize", || chain.authorize_as(&owner, &operator))
+        .await;
     assert!(chain.is_authorized(&owner.account()).await.unwrap());
     let request = conformance::sample_request(&owner.account(), "nowhere", 1, "no-territory");
     let pre = chain.check_upload(&owner.account(), "nowhere", 1).await;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use deoss_chain_client::testkit::{Chopsticks, chopsticks_dir, free_port};
-use deoss_chain_client::{CessChain, CessOptions, Chain, Error, GatewayKey, Hash64, OrderState};
+use deoss_chain_client::{CessChain, CessOptions, Chain, GatewayKey, Hash64, OrderState};
 
 use crate::harness::{Server, code, data};
 use crate::settlement::{settlement_headers_of, wait_settled_as};
@@ -16,23 +16,6 @@ fn options() -> CessOptions {
         tx_timeout: Duration::from_secs(120),
         request_timeout: Duration::from_secs(30),
     }
-}
-
-/// Set-up transactions are sent once more when not included for a passing reason (Chopsticks
-/// under load has been seen refusing one while building a block).
-async fn setup<T, F, Fut>(what: &str, node: &Chopsticks, f: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let result = match f().await {
-        Err(e @ Error::NotIncluded { .. }) if e.is_retryable() => {
-            eprintln!("{what}: {e}; sending again");
-            f().await
-        }
-        other => other,
-    };
-    result.unwrap_or_else(|e| panic!("{what}: {e:?}\n{}", node.log_tail()))
 }
 
 fn user(server: &Server, name: &str, account: &str, territory: &str) -> (String, String) {
@@ -68,8 +51,9 @@ async fn cess_orders_wait_in_the_outbox_while_the_node_is_down() {
         .await
         .expect("connect");
     let operator = gateway.account();
-    setup("authorize", &node, || cess.authorize_as(&owner, &operator)).await;
-    setup("mint territory", &node, || {
+    node.setup("authorize", || cess.authorize_as(&owner, &operator))
+        .await;
+    node.setup("mint territory", || {
         cess.mint_territory_as(&owner, "home", 1, 30)
     })
     .await;
