@@ -163,9 +163,8 @@ async fn rebuild_authentic(
     suspects: &[u32],
     range: &Range<u64>,
 ) -> Result<Vec<u8>> {
-    let chunk_count = geometry.chunk_count();
-    for verify in [false, true] {
-        let whole = rebuild_segment(
+    let rebuild = |verify| {
+        rebuild_segment(
             svc,
             geometry,
             &e.extent,
@@ -174,25 +173,27 @@ async fn rebuild_authentic(
             suspects,
             verify,
         )
-        .await?;
+    };
+    let authenticate = |whole: &[u8]| {
         let cipher_bytes = whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
-        match open_span(
+        open_span(
             &e.cipher,
             cipher_bytes,
             span.first_chunk,
-            chunk_count,
+            geometry.chunk_count(),
             range,
         )
-        .await
-        {
-            Ok(_) => return Ok(whole),
-            Err(err) if verify => return Err(err),
-            Err(err) => {
-                tracing::warn!(segment = span.segment, error = %err, "rebuilt segment fails authentication: checking fragment hashes")
-            }
+    };
+    let quick = rebuild(false).await?;
+    match authenticate(&quick).await {
+        Ok(_) => return Ok(quick),
+        Err(err) => {
+            tracing::warn!(segment = span.segment, error = %err, "rebuilt segment fails authentication: checking fragment hashes")
         }
     }
-    unreachable!("the verified pass returns")
+    let verified = rebuild(true).await?;
+    authenticate(&verified).await?;
+    Ok(verified)
 }
 
 /// Opens the sealed chunks `cipher_bytes` (starting at chunk `first_chunk`) and keeps the bytes
