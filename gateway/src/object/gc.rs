@@ -219,6 +219,7 @@ mod tests {
             content_md5: None,
             checksum: None,
             body: body(vec![3u8; 500_000]),
+            size_hint: None,
         };
         svc.put_object(&caller, put).await.unwrap();
         let orphan = bytes::Bytes::from_static(b"orphan fragment");

@@ -23,6 +23,9 @@ pub struct PutObject {
     pub content_md5: Option<[u8; 16]>,
     pub checksum: Option<ChecksumExpectation>,
     pub body: ByteStream,
+    /// The body's length when the request declares it: the settlement check (space on chain)
+    /// runs before any byte is read.
+    pub size_hint: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,19 +135,10 @@ pub(crate) fn extent_cipher(
 
 impl ObjectService {
     pub async fn put_object(&self, caller: &Caller, req: PutObject) -> Result<PutOutcome> {
-        self.put_object_sized(caller, req, None).await
-    }
-
-    /// [`ObjectService::put_object`] with the body's length when the request declares it, for
-    /// the settlement check (space on chain) before any byte is read.
-    pub async fn put_object_sized(
-        &self,
-        caller: &Caller,
-        req: PutObject,
-        size_hint: Option<u64>,
-    ) -> Result<PutOutcome> {
         let bucket = self.owned_bucket(caller, &req.bucket).await?;
-        let payer = self.admit(caller, &bucket, size_hint.unwrap_or(0)).await?;
+        let payer = self
+            .admit(caller, &bucket, req.size_hint.unwrap_or(0))
+            .await?;
         let (class, profile) = self.profile_for(&bucket.profile, req.storage_class.as_deref())?;
         let version_id = new_version_id();
         let dk = DataKey::generate();
@@ -317,7 +311,8 @@ impl ObjectService {
         let range = range.unwrap_or(0..source.record.size);
         let size = range.end.saturating_sub(range.start);
         dest.body = source.read(range);
-        self.put_object_sized(caller, dest, Some(size)).await
+        dest.size_hint = Some(size);
+        self.put_object(caller, dest).await
     }
 }
 

@@ -65,8 +65,8 @@ impl DeossS3 {
             metadata: i.metadata.as_ref(),
         }
         .into_meta()?;
-        let size_hint = i.content_length.and_then(|n| u64::try_from(n).ok());
         let put = PutObject {
+            size_hint: i.content_length.and_then(|n| u64::try_from(n).ok()),
             bucket: i.bucket,
             key: i.key,
             meta,
@@ -76,11 +76,7 @@ impl DeossS3 {
             checksum,
             body: body_stream(i.body),
         };
-        let outcome = self
-            .svc
-            .put_object_sized(&caller, put, size_hint)
-            .await
-            .or_s3()?;
+        let outcome = self.svc.put_object(&caller, put).await.or_s3()?;
         let mut out = PutObjectOutput {
             e_tag: Some(etag(&outcome.etag)),
             size: Some(outcome.size as i64),
@@ -159,6 +155,7 @@ impl DeossS3 {
             content_md5: None,
             checksum: None,
             body: Box::pin(futures::stream::empty()),
+            size_hint: None,
         };
         let outcome = self
             .svc
