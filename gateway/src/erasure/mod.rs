@@ -94,7 +94,10 @@ impl Profile {
     }
 }
 
-type CodecCache = HashMap<(usize, usize), Arc<ReedSolomon>>;
+/// A Reed-Solomon coder for one (k, m).
+pub type Codec = ReedSolomon;
+
+type CodecCache = HashMap<(usize, usize), Arc<Codec>>;
 
 /// Reed-Solomon coders, built once per (k, m).
 #[derive(Debug, Default, Clone)]
@@ -107,7 +110,7 @@ pub struct Codecs {
 pub struct CodingError(String);
 
 impl Codecs {
-    pub fn get(&self, k: usize, m: usize) -> Result<Arc<ReedSolomon>, CodingError> {
+    pub fn get(&self, k: usize, m: usize) -> Result<Arc<Codec>, CodingError> {
         let mut cache = self.cache.lock().expect("codec cache poisoned");
         if let Some(rs) = cache.get(&(k, m)) {
             return Ok(rs.clone());
@@ -119,7 +122,7 @@ impl Codecs {
 }
 
 /// Computes the parity fragments of `data` (k equal-length shards), slice by slice.
-pub fn encode(rs: &ReedSolomon, data: &[&[u8]], parity: &mut [Vec<u8>]) -> Result<(), CodingError> {
+pub fn encode(rs: &Codec, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<(), CodingError> {
     let len = data.first().map_or(0, |d| d.len());
     let mut start = 0;
     while start < len {
@@ -134,10 +137,7 @@ pub fn encode(rs: &ReedSolomon, data: &[&[u8]], parity: &mut [Vec<u8>]) -> Resul
 }
 
 /// Rebuilds the missing data shards in place; at least k shards must be present.
-pub fn reconstruct_data(
-    rs: &ReedSolomon,
-    shards: &mut [Option<Vec<u8>>],
-) -> Result<(), CodingError> {
+pub fn reconstruct_data(rs: &Codec, shards: &mut [Option<Vec<u8>>]) -> Result<(), CodingError> {
     rs.reconstruct_data(shards)
         .map_err(|e| CodingError(format!("{e:?}")))
 }
@@ -182,7 +182,8 @@ mod tests {
             .collect();
         let mut parity = vec![vec![0u8; len]; m];
         let refs: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
-        encode(&rs, &refs, &mut parity).unwrap();
+        let mut outputs: Vec<&mut [u8]> = parity.iter_mut().map(Vec::as_mut_slice).collect();
+        encode(&rs, &refs, &mut outputs).unwrap();
         let mut shards: Vec<Option<Vec<u8>>> =
             data.iter().cloned().chain(parity).map(Some).collect();
         // Lose every data shard and four parity shards: m losses in all.

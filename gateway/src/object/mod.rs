@@ -3,6 +3,7 @@
 //! (encryption, erasure coding, fragment stores).
 
 mod buckets;
+mod buffers;
 pub mod digest;
 mod error;
 pub mod gc;
@@ -109,6 +110,8 @@ struct Inner {
     cfg: ServiceConfig,
     inflight: write::InFlight,
     segment_slots: tokio::sync::Semaphore,
+    /// Segment and fragment buffers of uploads, reused.
+    buffers: buffers::BufferPool,
     gc_wake: tokio::sync::Notify,
     /// Settlement of storage orders; unset in tests that do not need a chain.
     settlement: std::sync::OnceLock<Arc<Settlement>>,
@@ -144,6 +147,11 @@ impl ObjectService {
                 cfg,
                 inflight: write::InFlight::default(),
                 segment_slots: tokio::sync::Semaphore::new(slots),
+                // Enough idle buffers for one upload of the default profile to cycle through
+                // (the segment being filled, the one being written, its parity).
+                buffers: buffers::BufferPool::new(
+                    2 * profile.segment_size() as usize + profile.m * profile.fragment_size,
+                ),
                 gc_wake: tokio::sync::Notify::new(),
                 settlement: std::sync::OnceLock::new(),
             }),

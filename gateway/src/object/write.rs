@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
 
+use super::buffers::{BufferPool, PooledBuf};
 use super::digest::{ChecksumExpectation, Digests, Hasher};
 use super::{ByteStream, Error, Inner, Result};
 use crate::catalogue::{ExtentRecord, FragmentRecord, now_ms};
@@ -18,8 +19,10 @@ use crate::crypto::{ChunkCipher, random_array};
 use crate::erasure::{self, Profile};
 use crate::store::FragmentHash;
 
-/// Body frames queued for the hashing thread; bounds the memory a slow hasher can pin.
-const HASH_QUEUE: usize = 256;
+/// How far (in KiB of body) the digest thread may fall behind the network. MD5 is serial and
+/// the slowest stage of an upload, so the backlog is usually full: unbounded, or bounded by frame
+/// count, it pinned ~90 MiB of body frames (hyper hands them over ~360 KiB at a time).
+const DIGEST_BACKLOG_KIB: usize = 4 * 1024;
 
 /// Fragments that requests still in progress have written, by (store, hash), with a count: the
 /// orphan sweep must not collect them before their object commits.
@@ -115,7 +118,7 @@ impl Drop for WriteGuard {
 /// Plaintext of (at most) one segment, laid out as sealed chunks will be: chunk `i` at
 /// `i * CIPHER_CHUNK`, with room for its tag after it. Sealing then happens in place.
 struct SegmentBuf {
-    data: Vec<u8>,
+    data: PooledBuf,
     plain: usize,
     chunk_fill: usize,
     capacity: usize,
@@ -124,7 +127,7 @@ struct SegmentBuf {
 impl SegmentBuf {
     fn new(chunks: u64) -> Self {
         Self {
-            data: Vec::new(),
+            data: PooledBuf::unpooled(Vec::new()),
             plain: 0,
             chunk_fill: 0,
             capacity: chunks as usize * PLAIN_CHUNK,
@@ -135,21 +138,26 @@ impl SegmentBuf {
         self.plain == self.capacity
     }
 
-    /// Copies as much of `src` as fits; returns how much.
-    fn push(&mut self, src: &[u8], reserve: usize) -> usize {
+    /// Bytes of a full segment once sealed.
+    fn sealed_capacity(&self) -> usize {
+        self.capacity / PLAIN_CHUNK * CIPHER_CHUNK
+    }
+
+    /// Copies as much of `src` as fits; returns how much. Past `inline_limit` bytes the object
+    /// is a large one and the segment moves into a segment-sized buffer from `pool`.
+    fn push(&mut self, src: &[u8], pool: &BufferPool, inline_limit: usize) -> usize {
         let mut taken = 0;
         while taken < src.len() && !self.is_full() {
             if self.chunk_fill == PLAIN_CHUNK {
-                self.data.resize(self.data.len() + TAG_LEN, 0);
+                let len = self.data.len();
+                self.data.resize(len + TAG_LEN);
                 self.chunk_fill = 0;
             }
-            if self.data.len() >= reserve
-                && self.data.capacity() < self.capacity + self.capacity / PLAIN_CHUNK * TAG_LEN
-            {
-                // Past the inline threshold this is a large object: allocate the segment once
-                // instead of doubling through it.
-                self.data
-                    .reserve_exact(self.capacity / PLAIN_CHUNK * CIPHER_CHUNK - self.data.len());
+            if !self.data.is_pooled() && self.data.len() >= inline_limit {
+                let mut large = pool.take(self.sealed_capacity());
+                large.clear();
+                large.extend_from_slice(&self.data);
+                self.data = large;
             }
             let n = (PLAIN_CHUNK - self.chunk_fill).min(src.len() - taken);
             self.data.extend_from_slice(&src[taken..taken + n]);
@@ -161,8 +169,9 @@ impl SegmentBuf {
     }
 
     /// Seals every chunk in place; `first_chunk` is the extent-wide index of chunk 0.
-    fn seal(mut self, cipher: &ChunkCipher, first_chunk: u64, last: bool) -> Result<Vec<u8>> {
-        self.data.resize(self.data.len() + TAG_LEN, 0);
+    fn seal(mut self, cipher: &ChunkCipher, first_chunk: u64, last: bool) -> Result<PooledBuf> {
+        let len = self.data.len();
+        self.data.resize(len + TAG_LEN);
         let chunks = self.data.len().div_ceil(CIPHER_CHUNK);
         for (i, chunk) in self.data.chunks_mut(CIPHER_CHUNK).enumerate() {
             cipher.seal(first_chunk + i as u64, last && i + 1 == chunks, chunk)?;
@@ -189,13 +198,46 @@ pub(crate) fn new_nonce_prefix() -> [u8; NONCE_PREFIX_LEN] {
     random_array()
 }
 
+/// Body frames on their way to the digest thread, each holding its share of the backlog budget
+/// until it is hashed.
+struct DigestFeed {
+    tx: tokio::sync::mpsc::UnboundedSender<(Bytes, tokio::sync::OwnedSemaphorePermit)>,
+    backlog: Arc<tokio::sync::Semaphore>,
+}
+
+type DigestFrames =
+    tokio::sync::mpsc::UnboundedReceiver<(Bytes, tokio::sync::OwnedSemaphorePermit)>;
+
+impl DigestFeed {
+    fn new() -> (Self, DigestFrames) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let backlog = Arc::new(tokio::sync::Semaphore::new(DIGEST_BACKLOG_KIB));
+        (Self { tx, backlog }, rx)
+    }
+
+    /// Waits until the backlog has room for `frame`, then queues it.
+    async fn send(&self, frame: Bytes) -> Result<()> {
+        let kib = frame.len().div_ceil(1024).min(DIGEST_BACKLOG_KIB) as u32;
+        let permit = self
+            .backlog
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("semaphore never closed");
+        self.tx
+            .send((frame, permit))
+            .map_err(|_| Error::DataLoss("hashing thread stopped".into()))
+    }
+}
+
 struct Reader {
     body: ByteStream,
     carry: Option<Bytes>,
-    hash_tx: tokio::sync::mpsc::Sender<Bytes>,
+    digest: DigestFeed,
     total: u64,
     max_len: u64,
-    reserve: usize,
+    inline_limit: usize,
+    pool: BufferPool,
 }
 
 impl Reader {
@@ -203,7 +245,7 @@ impl Reader {
     async fn fill(&mut self, buf: &mut SegmentBuf) -> Result<bool> {
         loop {
             if let Some(b) = self.carry.take() {
-                let n = buf.push(&b, self.reserve);
+                let n = buf.push(&b, &self.pool, self.inline_limit);
                 if n < b.len() {
                     self.carry = Some(b.slice(n..));
                     return Ok(false);
@@ -220,10 +262,7 @@ impl Reader {
             if self.total > self.max_len {
                 return Err(Error::EntityTooLarge { max: self.max_len });
             }
-            self.hash_tx
-                .send(bytes.clone())
-                .await
-                .map_err(|_| Error::DataLoss("hashing thread stopped".into()))?;
+            self.digest.send(bytes.clone()).await?;
             if buf.is_full() {
                 self.carry = Some(bytes);
                 return Ok(false);
@@ -240,12 +279,12 @@ pub(crate) async fn write_extent(
     body: ByteStream,
     guard: &WriteGuard,
 ) -> Result<ExtentRecord> {
-    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE);
+    let (digest, mut frames) = DigestFeed::new();
     let algorithm = w.checksum.as_ref().map(|c| c.algorithm);
     let hasher = tokio::task::spawn_blocking(move || {
         let mut h = Hasher::new(algorithm);
-        while let Some(b) = hash_rx.blocking_recv() {
-            h.update(&b);
+        while let Some((frame, _backlog)) = frames.blocking_recv() {
+            h.update(&frame);
         }
         h.finish()
     });
@@ -253,10 +292,11 @@ pub(crate) async fn write_extent(
     let mut reader = Reader {
         body,
         carry: None,
-        hash_tx,
+        digest,
         total: 0,
         max_len: w.max_len,
-        reserve: inline_threshold,
+        inline_limit: inline_threshold,
+        pool: svc.buffers.clone(),
     };
     let cipher = Arc::new(w.cipher);
     let chunks_per_segment = w.profile.chunks_per_segment();
@@ -279,7 +319,11 @@ pub(crate) async fn write_extent(
         };
         if segment == 0 && eof && buf.plain < inline_threshold {
             let cipher = cipher.clone();
-            inline = Some(tokio::task::spawn_blocking(move || buf.seal(&cipher, 0, true)).await??);
+            inline = Some(
+                tokio::task::spawn_blocking(move || buf.seal(&cipher, 0, true))
+                    .await??
+                    .into_vec(),
+            );
             break;
         }
         let job = SegmentJob {
@@ -363,6 +407,9 @@ struct SegmentJob {
     written: Arc<Mutex<Vec<(String, FragmentHash)>>>,
 }
 
+/// A fragment that is encoded and named, ready to be written: (index in the segment, bytes, hash).
+type ReadyFragment = (usize, Bytes, FragmentHash);
+
 impl SegmentJob {
     async fn run(self, buf: SegmentBuf) -> Result<StoredSegment> {
         let (k, m) = (self.profile.k, self.profile.m);
@@ -379,75 +426,138 @@ impl SegmentJob {
             .acquire()
             .await
             .expect("semaphore never closed");
-        let codec = self.svc.codecs.get(k, m)?;
-        let cipher = self.cipher.clone();
-        let first_chunk = u64::from(self.segment) * self.profile.chunks_per_segment();
-        let last = self.last;
-        let (segment_hash, shards, hashes) = tokio::task::spawn_blocking(
-            move || -> Result<(FragmentHash, Vec<Bytes>, Vec<FragmentHash>)> {
-                let mut data = buf.seal(&cipher, first_chunk, last)?;
-                let sealed_len = data.len();
-                let f = sealed_len.div_ceil(k);
-                data.resize(k * f, 0);
-                let mut parity = vec![vec![0u8; f]; m];
-                // Hashing is the costliest step (SHA-256 over the segment and every fragment):
-                // it is spread over two threads, the segment hash beside the parity computation.
-                let segment_hash = std::thread::scope(|scope| {
-                    let hashing = scope.spawn(|| FragmentHash::of(&data[..sealed_len]));
-                    let slices: Vec<&[u8]> = data.chunks(f).collect();
-                    erasure::encode(&codec, &slices, &mut parity)?;
-                    Ok::<_, Error>(hashing.join().expect("hashing thread"))
-                })?;
-                let data = Bytes::from(data);
-                let shards: Vec<Bytes> = (0..k)
-                    .map(|j| data.slice(j * f..(j + 1) * f))
-                    .chain(parity.into_iter().map(Bytes::from))
-                    .collect();
-                let (front, back) = shards.split_at(shards.len() / 2);
-                let hashes = std::thread::scope(|scope| {
-                    let other = scope
-                        .spawn(|| back.iter().map(|s| FragmentHash::of(s)).collect::<Vec<_>>());
-                    let mut hashes: Vec<FragmentHash> =
-                        front.iter().map(|s| FragmentHash::of(s)).collect();
-                    hashes.extend(other.join().expect("hashing thread"));
-                    hashes
-                });
-                Ok((segment_hash, shards, hashes))
-            },
-        )
-        .await??;
-
-        // Fragment i goes to the i-th ranked store; a failed write moves to the next spare.
+        let encoding = Encoding {
+            codec: self.svc.codecs.get(k, m)?,
+            cipher: self.cipher.clone(),
+            first_chunk: u64::from(self.segment) * self.profile.chunks_per_segment(),
+            last: self.last,
+            k,
+            m,
+            fragment_size: self.profile.fragment_size,
+            pool: self.svc.buffers.clone(),
+        };
+        // Fragments are written as soon as they are named, while the rest of the segment is
+        // still being encoded: the data fragments go to disk during the parity computation.
+        let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<ReadyFragment>();
+        let compute = tokio::task::spawn_blocking(move || encoding.run(buf, &ready_tx));
         let spare = AtomicUsize::new(k + m);
-        let (svc, written, segment) = (&self.svc, &self.written, self.segment);
-        let writes = shards.into_iter().zip(hashes).enumerate().map(|(i, (shard, hash))| {
-            let ranked = &ranked;
-            let spare = &spare;
-            async move {
-                let mut store = ranked[i].clone();
-                loop {
-                    svc.inflight.add(store.id(), hash);
-                    written.lock().expect("poisoned").push((store.id().to_string(), hash));
-                    match store.put(hash, shard.clone()).await {
-                        Ok(()) => {
-                            return Ok(FragmentRecord {
-                                segment,
-                                idx: i as u32,
-                                hash,
-                                store: store.id().to_string(),
-                            });
-                        }
-                        Err(e) => {
-                            tracing::warn!(store = store.id(), error = %e, "fragment write failed; trying a spare store");
-                            svc.stores.mark(store.id(), false);
-                            let next = spare.fetch_add(1, Ordering::Relaxed);
-                            store = ranked.get(next).cloned().ok_or(Error::Store(e))?;
-                        }
-                    }
+        let mut writes = futures::stream::FuturesUnordered::new();
+        let mut fragments = Vec::with_capacity(k + m);
+        loop {
+            tokio::select! {
+                Some((i, shard, hash)) = ready.recv() => {
+                    writes.push(self.write_fragment(&ranked, &spare, i, shard, hash));
+                }
+                Some(written) = writes.next(), if !writes.is_empty() => fragments.push(written?),
+                else => break,
+            }
+        }
+        let segment_hash = compute.await??;
+        fragments.sort_by_key(|f: &FragmentRecord| f.idx);
+        Ok((segment_hash, fragments))
+    }
+
+    /// Writes fragment `i` to the i-th ranked store; a failed write moves to the next spare.
+    async fn write_fragment(
+        &self,
+        ranked: &[Arc<dyn crate::store::FragmentStore>],
+        spare: &AtomicUsize,
+        i: usize,
+        shard: Bytes,
+        hash: FragmentHash,
+    ) -> Result<FragmentRecord> {
+        let mut store = ranked[i].clone();
+        loop {
+            self.svc.inflight.add(store.id(), hash);
+            self.written
+                .lock()
+                .expect("poisoned")
+                .push((store.id().to_string(), hash));
+            match store.put(hash, shard.clone()).await {
+                Ok(()) => {
+                    return Ok(FragmentRecord {
+                        segment: self.segment,
+                        idx: i as u32,
+                        hash,
+                        store: store.id().to_string(),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(store = store.id(), error = %e, "fragment write failed; trying a spare store");
+                    self.svc.stores.mark(store.id(), false);
+                    let next = spare.fetch_add(1, Ordering::Relaxed);
+                    store = ranked.get(next).cloned().ok_or(Error::Store(e))?;
                 }
             }
-        });
-        let fragments: Result<Vec<FragmentRecord>> = futures::future::try_join_all(writes).await;
-        Ok((segment_hash, fragments?))
+        }
+    }
+}
+
+/// The CPU side of storing a segment: seal, hash, Reed-Solomon encode.
+struct Encoding {
+    codec: Arc<erasure::Codec>,
+    cipher: Arc<ChunkCipher>,
+    first_chunk: u64,
+    last: bool,
+    k: usize,
+    m: usize,
+    fragment_size: usize,
+    pool: BufferPool,
+}
+
+impl Encoding {
+    /// Seals and encodes the segment on two threads, handing each fragment to `ready` as soon as
+    /// it is named; returns the segment hash. Hashing is the costliest step (SHA-256 over the
+    /// segment and over every fragment), so the work is split evenly: one thread hashes the
+    /// data fragments, computes the parity and hashes half of it; the other hashes the whole
+    /// segment, then the other half of the parity.
+    fn run(
+        self,
+        buf: SegmentBuf,
+        ready: &tokio::sync::mpsc::UnboundedSender<ReadyFragment>,
+    ) -> Result<FragmentHash> {
+        let (k, m) = (self.k, self.m);
+        let mut sealed = buf.seal(&self.cipher, self.first_chunk, self.last)?;
+        let sealed_len = sealed.len();
+        let f = sealed_len.div_ceil(k);
+        sealed.resize(k * f);
+        let segment = sealed.into_bytes();
+        // A closed channel means the upload already failed; the fragments are then not needed.
+        let name_and_send = |first: usize, shards: &[Bytes]| {
+            let views: Vec<&[u8]> = shards.iter().map(|s| s.as_ref()).collect();
+            for (j, (shard, hash)) in shards.iter().zip(FragmentHash::of_many(&views)).enumerate() {
+                let _ = ready.send((first + j, shard.clone(), hash));
+            }
+        };
+        std::thread::scope(|scope| {
+            let (parity_tx, parity_rx) = std::sync::mpsc::channel::<(usize, Vec<Bytes>)>();
+            let name_and_send = &name_and_send;
+            let segment = &segment;
+            let helper = scope.spawn(move || {
+                let segment_hash = FragmentHash::of(&segment[..sealed_len]);
+                if let Ok((first, half)) = parity_rx.recv() {
+                    name_and_send(first, &half);
+                }
+                segment_hash
+            });
+            let data: Vec<Bytes> = (0..k).map(|j| segment.slice(j * f..(j + 1) * f)).collect();
+            name_and_send(0, &data);
+            let views: Vec<&[u8]> = data.iter().map(|s| s.as_ref()).collect();
+            // Reused buffers: every byte of them is overwritten, so only growth is zeroed.
+            let mut parity: Vec<PooledBuf> = (0..m)
+                .map(|_| {
+                    let mut p = self.pool.take(self.fragment_size);
+                    p.resize(f);
+                    p
+                })
+                .collect();
+            let mut outputs: Vec<&mut [u8]> = parity.iter_mut().map(|p| &mut p[..]).collect();
+            erasure::encode(&self.codec, &views, &mut outputs)?;
+            let mut parity: Vec<Bytes> = parity.into_iter().map(PooledBuf::into_bytes).collect();
+            let theirs = parity.split_off(m.div_ceil(2));
+            let _ = parity_tx.send((k + parity.len(), theirs));
+            name_and_send(k, &parity);
+            Ok(helper.join().expect("hashing thread"))
+        })
     }
 }

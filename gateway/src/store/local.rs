@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{FragmentHash, FragmentStore, StoreError, StoredFragment};
+use super::{DIRECT_ALIGN, FragmentHash, FragmentStore, StoreError, StoredFragment};
 
 const TMP_DIR: &str = ".tmp";
 
@@ -136,9 +136,6 @@ impl LocalStore {
         Ok(out)
     }
 }
-
-/// Block size O_DIRECT writes are aligned to (offset, length and buffer address).
-const DIRECT_ALIGN: usize = 4096;
 
 /// Writes `data` to a new file at `path` and makes it durable.
 fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -33,6 +33,14 @@ impl FragmentHash {
         Self(digest.as_ref().try_into().expect("sha256 is 32 bytes"))
     }
 
+    /// The hashes of several fragments, computed side by side: hashing independent messages
+    /// interleaves the SHA-NI rounds of four of them, about twice the speed of one at a time.
+    pub fn of_many(fragments: &[&[u8]]) -> Vec<Self> {
+        let mut out = vec![[0u8; 32]; fragments.len()];
+        tape_sha256::hash_many(fragments, &mut out);
+        out.into_iter().map(Self).collect()
+    }
+
     /// 64 lowercase hex characters.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
@@ -96,6 +104,10 @@ pub struct StoredFragment {
     pub modified: SystemTime,
 }
 
+/// Block size O_DIRECT writes are aligned to (offset, length and buffer address). Upload buffers
+/// start on such a boundary so that whole fragments are written without a copy.
+pub const DIRECT_ALIGN: usize = 4096;
+
 #[async_trait]
 pub trait FragmentStore: Send + Sync + fmt::Debug + 'static {
     /// Stable identifier, recorded in the catalogue next to every fragment placed here.
@@ -116,4 +128,36 @@ pub trait FragmentStore: Send + Sync + fmt::Debug + 'static {
 
     /// Cheap liveness probe.
     async fn health(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FragmentHash;
+
+    /// The batched hasher must agree with the one-at-a-time one for every length class SHA-256
+    /// pads differently (empty, within a block, at the 55/56/64 boundaries, many blocks) and for
+    /// batches of unequal lengths, which hash side by side.
+    #[test]
+    fn batched_hashes_match_single_hashes() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let lengths = [
+            0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 4096, 65_537, 300_000,
+        ];
+        for batch in 1..=lengths.len() {
+            let messages: Vec<&[u8]> = lengths[..batch]
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| &data[i..i + len.min(data.len() - i)])
+                .collect();
+            let expected: Vec<FragmentHash> =
+                messages.iter().map(|m| FragmentHash::of(m)).collect();
+            assert_eq!(
+                FragmentHash::of_many(&messages),
+                expected,
+                "batch of {batch}"
+            );
+        }
+    }
 }
