@@ -14,7 +14,7 @@ use super::layout::{Geometry, SegmentSpan};
 use super::{BodyError, ByteStream, Error, Inner, Result};
 use crate::catalogue::{ExtentRecord, FragmentRecord};
 use crate::crypto::ChunkCipher;
-use crate::crypto::envelope::{CIPHER_CHUNK, PLAIN_CHUNK};
+use crate::crypto::envelope::{CIPHER_CHUNK, PLAIN_CHUNK, TAG_LEN};
 use crate::erasure;
 use crate::store::{FragmentHash, StoreError};
 
@@ -86,74 +86,107 @@ async fn read_extent(
         let _ = tx.send(Ok(plain)).await;
         return Ok(());
     }
-    for span in geometry.spans(range.clone()) {
-        let fragments: Vec<&FragmentRecord> = e
+    // The units of every segment in order, a few in flight at once (across segment boundaries,
+    // so the next segment is already being read while the last units of one go out). The units
+    // of a segment share its rebuild: the first to fail rebuilds the segment from parity, the
+    // others take their bytes from it.
+    let segments = geometry.spans(range.clone()).into_iter().map(|span| {
+        let fragments = e
             .extent
             .fragments
             .iter()
             .filter(|f| f.segment == span.segment)
+            .cloned()
             .collect();
-        // The segment is read in units of a few MiB, several at once: memory stays small
-        // whatever the segment size, and the data fragments are still read in parallel.
-        let reads = span.split(READ_UNIT_CHUNKS).into_iter().map(|unit| {
-            let fragments = &fragments;
-            let geometry = &geometry;
-            let range = &range;
-            async move {
-                match fetch_span(svc, geometry, fragments, &unit).await {
-                    Ok(cipher_bytes) => open_span(
-                        &e.cipher,
-                        cipher_bytes,
-                        unit.first_chunk,
-                        chunk_count,
-                        range,
-                    )
-                    .await
-                    .map_err(|err| (unit, err, Vec::new())),
-                    Err((err, suspects)) => Err((unit, err, suspects)),
-                }
-            }
-        });
-        let mut results = futures::stream::iter(reads).buffered(READ_UNITS_IN_FLIGHT);
-        // Rebuilt at most once per segment, on the first unit that needs it.
-        let mut rebuilt: Option<Vec<u8>> = None;
-        while let Some(result) = results.next().await {
-            let plain = match result {
-                Ok(plain) => plain,
-                Err((unit, err, suspects)) => {
-                    if rebuilt.is_none() {
-                        tracing::warn!(segment = span.segment, error = %err, "degraded read: rebuilding the segment from parity");
-                        rebuilt = Some(
-                            rebuild_authentic(
-                                svc, &geometry, e, &fragments, &span, &suspects, &range,
-                            )
-                            .await?,
-                        );
-                    }
-                    let whole = rebuilt.as_ref().expect("rebuilt above");
-                    let cipher_bytes =
-                        whole[unit.cipher.start as usize..unit.cipher.end as usize].to_vec();
-                    open_span(
-                        &e.cipher,
-                        cipher_bytes,
-                        unit.first_chunk,
-                        chunk_count,
-                        &range,
-                    )
-                    .await?
-                }
-            };
-            if tx.send(Ok(plain)).await.is_err() {
-                return Ok(()); // the client went away
-            }
+        Arc::new(SegmentRead {
+            span,
+            fragments,
+            rebuilt: tokio::sync::OnceCell::new(),
+        })
+    });
+    let reads = segments.flat_map(|segment| {
+        let units = segment.span.split(READ_UNIT_CHUNKS);
+        let (svc, e, range) = (svc.clone(), e.clone(), range.clone());
+        units.into_iter().map(move |unit| {
+            read_unit(
+                svc.clone(),
+                e.clone(),
+                geometry,
+                segment.clone(),
+                unit,
+                range.clone(),
+            )
+        })
+    });
+    let mut results = futures::stream::iter(reads).buffered(READ_UNITS_IN_FLIGHT);
+    while let Some(plain) = results.next().await {
+        if tx.send(Ok(plain?)).await.is_err() {
+            return Ok(()); // the client went away
         }
     }
     Ok(())
 }
 
-/// Rebuilds a segment whose ciphertext authenticates. The first pass decodes from whatever
-/// fragments read and lets the GCM tags judge; only if they fail is every fragment's hash
-/// checked, to find and skip the corrupt ones.
+/// One segment of a read: its span, its fragments, and its plaintext once rebuilt (the part of
+/// it within the requested range), if a unit of it had to be.
+struct SegmentRead {
+    span: SegmentSpan,
+    fragments: Vec<FragmentRecord>,
+    rebuilt: tokio::sync::OnceCell<Bytes>,
+}
+
+/// Reads the plaintext of one unit (a few MiB of a segment) within `range`: from byte ranges
+/// of the data fragments, or, if that fails, from the segment rebuilt from parity.
+async fn read_unit(
+    svc: Arc<Inner>,
+    e: ReadableExtent,
+    geometry: Geometry,
+    segment: Arc<SegmentRead>,
+    unit: SegmentSpan,
+    range: Range<u64>,
+) -> Result<Bytes> {
+    let fragments: Vec<&FragmentRecord> = segment.fragments.iter().collect();
+    let chunk_count = geometry.chunk_count();
+    let (err, suspects) = match fetch_span(&svc, &geometry, &fragments, &unit).await {
+        Ok(cipher_bytes) => {
+            match open_span(
+                &e.cipher,
+                cipher_bytes,
+                unit.first_chunk,
+                chunk_count,
+                &range,
+            )
+            .await
+            {
+                Ok(plain) => return Ok(plain),
+                Err(err) => (err, Vec::new()),
+            }
+        }
+        Err(failure) => failure,
+    };
+    let whole = segment
+        .rebuilt
+        .get_or_try_init(|| async {
+            tracing::warn!(segment = segment.span.segment, error = %err, "degraded read: rebuilding the segment from parity");
+            rebuild_authentic(&svc, &geometry, &e, &fragments, &segment.span, &suspects, &range)
+                .await
+        })
+        .await?;
+    let offset = plain_window(&segment.span, &range).start;
+    let wanted = plain_window(&unit, &range);
+    Ok(whole.slice((wanted.start - offset) as usize..(wanted.end - offset) as usize))
+}
+
+/// The plaintext bytes of an extent that `span`'s chunks hold, within `range`.
+fn plain_window(span: &SegmentSpan, range: &Range<u64>) -> Range<u64> {
+    let start = range.start.max(span.first_chunk * PLAIN_CHUNK as u64);
+    let end = range.end.min((span.last_chunk + 1) * PLAIN_CHUNK as u64);
+    start..end.max(start)
+}
+
+/// Rebuilds a segment and returns its plaintext within `range`. The first pass decodes from
+/// whatever fragments read and lets the GCM tags judge; only if they fail is every fragment's
+/// hash checked, to find and skip the corrupt ones.
 async fn rebuild_authentic(
     svc: &Arc<Inner>,
     geometry: &Geometry,
@@ -162,7 +195,7 @@ async fn rebuild_authentic(
     span: &SegmentSpan,
     suspects: &[u32],
     range: &Range<u64>,
-) -> Result<Vec<u8>> {
+) -> Result<Bytes> {
     let rebuild = |verify| {
         rebuild_segment(
             svc,
@@ -174,27 +207,29 @@ async fn rebuild_authentic(
             verify,
         )
     };
-    let authenticate = |whole: &[u8]| {
-        let cipher_bytes = whole[span.cipher.start as usize..span.cipher.end as usize].to_vec();
+    let authenticate = |mut whole: Vec<u8>| {
+        whole.truncate(span.cipher.end as usize);
+        whole.drain(..span.cipher.start as usize);
         open_span(
             &e.cipher,
-            cipher_bytes,
+            whole,
             span.first_chunk,
             geometry.chunk_count(),
             range,
         )
     };
-    let quick = rebuild(false).await?;
-    match authenticate(&quick).await {
-        Ok(_) => return Ok(quick),
+    match authenticate(rebuild(false).await?).await {
+        Ok(plain) => return Ok(plain),
         Err(err) => {
             tracing::warn!(segment = span.segment, error = %err, "rebuilt segment fails authentication: checking fragment hashes")
         }
     }
-    let verified = rebuild(true).await?;
-    authenticate(&verified).await?;
-    Ok(verified)
+    authenticate(rebuild(true).await?).await
 }
+
+/// Buffers of at least this many sealed chunks (a rebuilt segment) are opened on two threads;
+/// read units are smaller, and several of them are opened at once anyway.
+const PARALLEL_OPEN_CHUNKS: usize = 2 * READ_UNIT_CHUNKS as usize;
 
 /// Opens the sealed chunks `cipher_bytes` (starting at chunk `first_chunk`) and keeps the bytes
 /// of the extent-relative plaintext `range`.
@@ -208,18 +243,32 @@ async fn open_span(
     let cipher = cipher.clone();
     let range = range.clone();
     tokio::task::spawn_blocking(move || {
-        // Open each chunk in place, then slide the plaintexts together over the tags.
+        let open = |part: &mut [u8], first: u64| -> Result<()> {
+            for (i, chunk) in part.chunks_mut(CIPHER_CHUNK).enumerate() {
+                let index = first + i as u64;
+                cipher.open(index, index + 1 == chunk_count, chunk)?;
+            }
+            Ok(())
+        };
+        let chunks = buf.len().div_ceil(CIPHER_CHUNK);
+        if chunks >= PARALLEL_OPEN_CHUNKS {
+            let (front, back) = buf.split_at_mut(chunks / 2 * CIPHER_CHUNK);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| open(back, first_chunk + (chunks / 2) as u64));
+                let mine = open(front, first_chunk);
+                mine.and(other.join().expect("chunk opening thread"))
+            })?;
+        } else {
+            open(&mut buf, first_chunk)?;
+        }
+        // Slide the plaintexts together over the tags, keeping the requested range.
         let mut write = 0usize;
-        let mut read = 0usize;
-        let mut chunk = first_chunk;
         let mut plain_start = first_chunk * PLAIN_CHUNK as u64;
         let mut out_start = None;
         let mut out_end = 0usize;
-        while read < buf.len() {
-            let end = (read + CIPHER_CHUNK).min(buf.len());
-            let n = cipher.open(chunk, chunk + 1 == chunk_count, &mut buf[read..end])?;
+        for read in (0..buf.len()).step_by(CIPHER_CHUNK) {
+            let n = (buf.len() - read).min(CIPHER_CHUNK) - TAG_LEN;
             buf.copy_within(read..read + n, write);
-            // Trim to the requested range.
             let lo = range.start.max(plain_start);
             let hi = range.end.min(plain_start + n as u64);
             if lo < hi {
@@ -227,8 +276,6 @@ async fn open_span(
                 out_end = write + (hi - plain_start) as usize;
             }
             write += n;
-            read = end;
-            chunk += 1;
             plain_start += n as u64;
         }
         let start = out_start.unwrap_or(0);
@@ -356,11 +403,23 @@ pub(crate) async fn rebuild_segment(
         {
             return Err(Error::DataLoss("fragment has the wrong length".into()));
         }
-        erasure::reconstruct_data(&codec, &mut shards)?;
-        let mut out = Vec::with_capacity(k * f_len);
-        for s in shards.iter().take(k) {
-            out.extend_from_slice(s.as_ref().expect("reconstructed"));
+        // Data fragments land in their place in the output, the missing ones decoded there.
+        let mut out = vec![0u8; k * f_len];
+        let (data, parity) = shards.split_at_mut(k);
+        let mut slots: Vec<(&mut [u8], bool)> = Vec::with_capacity(k + m);
+        for (place, shard) in out.chunks_mut(f_len).zip(data.iter()) {
+            if let Some(shard) = shard {
+                place.copy_from_slice(shard);
+            }
+            slots.push((place, shard.is_some()));
         }
+        for shard in parity.iter_mut() {
+            match shard {
+                Some(shard) => slots.push((shard.as_mut_slice(), true)),
+                None => slots.push((&mut [], false)),
+            }
+        }
+        erasure::reconstruct_data(&codec, &mut slots)?;
         out.truncate(segment_len as usize);
         Ok(out)
     })
