@@ -37,6 +37,14 @@ impl LocalStore {
             std::fs::remove_dir_all(&tmp).map_err(io)?;
         }
         std::fs::create_dir_all(&tmp).map_err(io)?;
+        // All 256 fan-out directories up front: a write then never has to make (or look for)
+        // its directory, which measured ~1.5% of upload CPU as a mkdir per fragment.
+        for prefix in 0..=255u8 {
+            let dir = root.join(hex::encode([prefix]));
+            if !dir.is_dir() {
+                std::fs::create_dir_all(&dir).map_err(io)?;
+            }
+        }
         Ok(Self { id, root })
     }
 
@@ -63,13 +71,21 @@ impl LocalStore {
             return Ok(());
         }
         let dir = target.parent().expect("fragment path has a parent");
-        std::fs::create_dir_all(dir).map_err(self.io())?;
         let tmp = self
             .root
             .join(TMP_DIR)
             .join(uuid::Uuid::new_v4().simple().to_string());
         write_synced(&tmp, data).map_err(self.io())?;
-        std::fs::rename(&tmp, &target).map_err(self.io())?;
+        if let Err(e) = std::fs::rename(&tmp, &target) {
+            // The fan-out directories are made at open; one removed since is made again.
+            if e.kind() != std::io::ErrorKind::NotFound {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(self.io()(e));
+            }
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::rename(&tmp, &target))
+                .map_err(self.io())?;
+        }
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(self.io())
