@@ -9,23 +9,24 @@
 //! Buffers are keyed by capacity (a profile's segment or fragment size) and start on a block
 //! boundary, so that fragments cut from them go to disk with O_DIRECT without a copy (the
 //! allocator's alignment of large blocks is not to be relied on: measured here, leaving it to
-//! chance copied ~7% of all CPU time away). Idle ones are kept up to a byte budget and released
-//! by [`BufferPool::trim`] once they have sat unused for a while.
+//! chance copied ~7% of all CPU time away). Idle ones are kept, up to a byte budget, only while
+//! some upload is using the pool: when the last one ends they are all released.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
 use crate::store::DIRECT_ALIGN;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 #[derive(Debug, Default)]
 struct Shelves {
-    /// capacity -> idle buffers, most recently returned last.
-    free: HashMap<usize, Vec<(Vec<u8>, usize, Instant)>>,
+    /// capacity -> idle buffers (with their aligned start).
+    free: HashMap<usize, Vec<(Vec<u8>, usize)>>,
     idle_bytes: usize,
+    /// Uploads holding a [`PoolUser`].
+    users: usize,
 }
 
 #[derive(Debug)]
@@ -63,7 +64,7 @@ impl BufferPool {
             buf
         };
         let (vec, start) = match reused {
-            Some((vec, start, _)) => (vec, start),
+            Some((vec, start)) => (vec, start),
             None => {
                 // Over-allocate by one block; the buffer starts at the first block boundary.
                 let mut vec: Vec<u8> = Vec::with_capacity(capacity + DIRECT_ALIGN);
@@ -79,18 +80,12 @@ impl BufferPool {
         }
     }
 
-    /// Releases buffers that have been idle for `idle_for` or longer.
-    pub(crate) fn trim(&self, idle_for: Duration) {
-        let mut shelves = self.shared.shelves.lock().expect("poisoned");
-        let now = Instant::now();
-        let mut released = 0;
-        for (capacity, bufs) in shelves.free.iter_mut() {
-            let before = bufs.len();
-            bufs.retain(|(_, _, since)| now.duration_since(*since) < idle_for);
-            released += (before - bufs.len()) * capacity;
+    /// Marks an upload as using the pool until the returned guard drops.
+    pub(crate) fn user(&self) -> PoolUser {
+        self.shared.shelves.lock().expect("poisoned").users += 1;
+        PoolUser {
+            shared: self.shared.clone(),
         }
-        shelves.free.retain(|_, bufs| !bufs.is_empty());
-        shelves.idle_bytes -= released;
     }
 
     #[cfg(test)]
@@ -105,15 +100,28 @@ impl Shared {
             return; // grown past its class by its user: no longer aligned, nor the right size
         }
         let mut shelves = self.shelves.lock().expect("poisoned");
-        if shelves.idle_bytes + capacity > self.idle_limit {
+        if shelves.users == 0 || shelves.idle_bytes + capacity > self.idle_limit {
             return;
         }
         shelves.idle_bytes += capacity;
-        shelves
-            .free
-            .entry(capacity)
-            .or_default()
-            .push((vec, start, Instant::now()));
+        shelves.free.entry(capacity).or_default().push((vec, start));
+    }
+}
+
+/// An upload using the pool; when the last one drops, idle buffers are released.
+#[derive(Debug)]
+pub(crate) struct PoolUser {
+    shared: Arc<Shared>,
+}
+
+impl Drop for PoolUser {
+    fn drop(&mut self) {
+        let mut shelves = self.shared.shelves.lock().expect("poisoned");
+        shelves.users -= 1;
+        if shelves.users == 0 {
+            shelves.free.clear();
+            shelves.idle_bytes = 0;
+        }
     }
 }
 
@@ -208,6 +216,7 @@ mod tests {
     #[test]
     fn buffers_come_back_and_are_reused() {
         let pool = BufferPool::new(1 << 20);
+        let _upload = pool.user();
         let mut a = pool.take(4096);
         a.clear();
         a.extend_from_slice(b"hello");
@@ -234,8 +243,10 @@ mod tests {
     }
 
     #[test]
-    fn idle_buffers_are_bounded_and_trimmed() {
+    fn idle_buffers_are_bounded_and_released_after_the_last_upload() {
         let pool = BufferPool::new(10_000);
+        let first = pool.user();
+        let second = pool.user();
         let bufs: Vec<PooledBuf> = (0..3).map(|_| pool.take(4096)).collect();
         drop(bufs);
         assert_eq!(
@@ -243,10 +254,12 @@ mod tests {
             8192,
             "the third buffer is over the idle limit"
         );
-        pool.trim(Duration::from_secs(3600));
-        assert_eq!(pool.idle_bytes(), 8192);
-        pool.trim(Duration::ZERO);
+        drop(first);
+        assert_eq!(pool.idle_bytes(), 8192, "an upload is still running");
+        drop(second);
         assert_eq!(pool.idle_bytes(), 0);
+        drop(pool.take(4096));
+        assert_eq!(pool.idle_bytes(), 0, "nothing is kept while no upload runs");
     }
 
     #[test]

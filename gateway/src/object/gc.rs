@@ -12,8 +12,6 @@ use super::{ObjectService, Result};
 
 /// Queue entries handled per catalogue round trip.
 const DRAIN_BATCH: usize = 256;
-/// Upload buffers unused this long are given back to the system at the next GC round.
-const BUFFERS_IDLE: Duration = Duration::from_secs(30);
 
 /// What a GC pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -137,7 +135,6 @@ impl ObjectService {
     ) {
         let mut last_sweep = tokio::time::Instant::now();
         loop {
-            self.inner.buffers.trim(BUFFERS_IDLE);
             if let Err(e) = self.drain_gc_queue().await {
                 tracing::warn!(error = %e, "gc drain failed");
             }

@@ -298,6 +298,8 @@ pub(crate) async fn write_extent(
         inline_limit: inline_threshold,
         pool: svc.buffers.clone(),
     };
+    // Keeps recycled segment buffers around while this upload runs.
+    let _pool_user = svc.buffers.user();
     let cipher = Arc::new(w.cipher);
     let chunks_per_segment = w.profile.chunks_per_segment();
     let mut fragments = Vec::new();
