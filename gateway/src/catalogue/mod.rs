@@ -7,6 +7,7 @@
 //! of whatever it replaced for garbage collection, so a crash leaves the old object or the new
 //! one, never a mix.
 
+mod batch;
 pub mod buckets;
 mod gc;
 pub mod multipart;
@@ -34,6 +35,9 @@ pub enum CatalogueError {
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// The shared commit of a group of writers failed (see `batch`).
+    #[error("catalogue commit failed: {0}")]
+    Group(String),
 }
 
 pub type Result<T, E = CatalogueError> = std::result::Result<T, E>;
@@ -60,6 +64,8 @@ pub struct Catalogue {
     /// SQLite has one writer at a time: this process's writers take turns here rather than
     /// spinning on SQLite's lock.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// Writers waiting to be committed together (SQLite group commit, see `batch`).
+    queue: Arc<batch::WriteQueue>,
 }
 
 /// A write transaction, holding the SQLite writer turn for its lifetime.
@@ -97,6 +103,7 @@ impl Catalogue {
             pool,
             backend,
             write_turn: Arc::default(),
+            queue: Arc::default(),
         };
         catalogue.migrate().await?;
         Ok(catalogue)

@@ -99,24 +99,29 @@ impl Catalogue {
         extents: &[ExtentRecord],
         settlement: Option<&NewSettlement>,
     ) -> Result<Replaced> {
-        let mut w = self.write().await?;
-        let replaced = replace_object_row(&mut w.tx, record).await?;
-        for e in extents {
-            insert_extent(&mut w.tx, &record.version_id, e).await?;
-        }
-        if let Some(s) = settlement {
-            super::settlement::enqueue_declaration(&mut w.tx, record, s).await?;
-        }
-        w.tx.commit().await?;
-        Ok(replaced)
+        let (record, extents, settlement) = (record.clone(), extents.to_vec(), settlement.cloned());
+        self.write_grouped(Box::new(move |conn| {
+            Box::pin(async move {
+                let replaced = replace_object_row(conn, &record).await?;
+                for e in &extents {
+                    insert_extent(conn, &record.version_id, e).await?;
+                }
+                if let Some(s) = &settlement {
+                    super::settlement::enqueue_declaration(conn, &record, s).await?;
+                }
+                Ok(replaced)
+            })
+        }))
+        .await
     }
 
     /// Deletes an object; its fragments go to the garbage-collection queue.
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Replaced> {
-        let mut w = self.write().await?;
-        let replaced = retire_object(&mut w.tx, bucket, key).await?;
-        w.tx.commit().await?;
-        Ok(replaced)
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        self.write_grouped(Box::new(move |conn| {
+            Box::pin(async move { retire_object(conn, &bucket, &key).await })
+        }))
+        .await
     }
 
     /// Up to `limit` objects of `bucket` whose keys start with `prefix` and sort after `after`,

@@ -437,6 +437,47 @@ async fn settlement_outbox(cat: &Catalogue) {
     assert_eq!(cat.settlement_pending_count("gw").await.unwrap(), 2);
 }
 
+/// Many writers at once: each is answered with its own outcome, a failing one changes nothing,
+/// and everything the others wrote is there afterwards.
+async fn concurrent_writers(cat: &Catalogue) {
+    let writers = (0..48u32).map(|i| {
+        let cat = cat.clone();
+        async move {
+            let key = format!("k{i:02}");
+            if i % 8 == 7 {
+                // Writes a row, then fails: the row must not survive.
+                let bad = key.clone();
+                let out = cat
+                    .write_grouped::<()>(Box::new(move |conn| {
+                        Box::pin(async move {
+                            super::objects::replace_object_row(conn, &object("grp", &bad, "vbad"))
+                                .await?;
+                            Err(CatalogueError::Corrupt("refused on purpose".into()))
+                        })
+                    }))
+                    .await;
+                assert!(matches!(out, Err(CatalogueError::Corrupt(_))), "{out:?}");
+                return;
+            }
+            cat.commit_object(&object("grp", &key, &format!("v{i}")), &[extent(0, 0)])
+                .await
+                .unwrap();
+            if i % 2 == 1 {
+                let gone = cat.delete_object("grp", &key).await.unwrap();
+                assert_eq!(gone, Replaced::Previous);
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+    let listed = cat.list_objects("grp", "", "", 1000).await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    let expected: Vec<String> = (0..48u32)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("k{i:02}"))
+        .collect();
+    assert_eq!(keys, expected);
+}
+
 async fn suite(cat: &Catalogue) {
     users_and_keys(cat).await;
     buckets(cat).await;
@@ -444,6 +485,7 @@ async fn suite(cat: &Catalogue) {
     listing_order_and_prefix(cat).await;
     multipart_lifecycle(cat).await;
     settlement_outbox(cat).await;
+    concurrent_writers(cat).await;
 }
 
 #[tokio::test]
