@@ -126,6 +126,9 @@ pub struct Settlement {
     catalogue: Catalogue,
     cfg: SettlementConfig,
     cache: Mutex<HashMap<(AccountId, String), (Instant, Snapshot)>>,
+    /// Dev accounts are provisioned one at a time: the first uploads of an account arrive
+    /// together, and all but one would find the territory just minted by another.
+    provisioning: tokio::sync::Mutex<()>,
     wake: tokio::sync::Notify,
 }
 
@@ -168,6 +171,7 @@ impl Settlement {
             catalogue,
             cfg,
             cache: Mutex::default(),
+            provisioning: tokio::sync::Mutex::default(),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -242,6 +246,8 @@ impl Settlement {
             && let Some(ledger) = self.chain.dev_ledger()
             && (!snap.authorized || snap.territory.is_none())
         {
+            let _one_at_a_time = self.provisioning.lock().await;
+            snap = self.snapshot(&payer, true).await?;
             let gateway = self.chain.gateway_account();
             let fail = |e: deoss_chain_client::Error| AdmitError::Unavailable(e.to_string());
             if !snap.authorized {
@@ -261,9 +267,11 @@ impl Settlement {
                     .await
                     .map_err(fail)?;
             }
-            tracing::info!(account = %payer.account, territory = %payer.territory,
-                "dev ledger: authorized the gateway and minted a territory for a dev account");
-            snap = self.snapshot(&payer, true).await?;
+            if !snap.authorized || snap.territory.is_none() {
+                tracing::info!(account = %payer.account, territory = %payer.territory,
+                    "dev ledger: authorized the gateway and minted a territory for a dev account");
+                snap = self.snapshot(&payer, true).await?;
+            }
         }
         judge(
             &snap,

@@ -460,3 +460,32 @@ async fn orders_settle_exactly_once_across_a_crash() {
         assert_eq!(declared, 1, "fid {fid} declared {declared} times");
     }
 }
+
+/// The first uploads of a fresh dev account usually arrive together (a client syncing a
+/// directory): the account is provisioned once and every one of them is admitted.
+#[tokio::test]
+async fn concurrent_first_uploads_are_all_admitted() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("burst").send().await.unwrap();
+    let puts = (0..24).map(|i| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket("burst")
+                .key(format!("f{i}"))
+                .body(data(200 * 1024, i).into())
+                .send()
+                .await
+        }
+    });
+    for (i, put) in futures::future::join_all(puts)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert!(put.is_ok(), "upload {i}: {:?}", put.err().map(|e| code(&e)));
+    }
+    let listed = s3.list_objects_v2().bucket("burst").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(24));
+}
