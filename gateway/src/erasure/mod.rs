@@ -136,6 +136,9 @@ pub fn encode(rs: &Codec, data: &[&[u8]], parity: &mut [&mut [u8]]) -> Result<()
     Ok(())
 }
 
+/// A shard's bytes and whether they are present.
+type Slot<'a> = (&'a mut [u8], bool);
+
 /// Below this many bytes per shard a rebuild stays on one thread.
 const PARALLEL_DECODE_MIN: usize = 256 * 1024;
 
@@ -149,7 +152,7 @@ pub fn reconstruct_data(rs: &Codec, shards: &mut [(&mut [u8], bool)]) -> Result<
         return rs.reconstruct_data(shards).map_err(coding);
     }
     let half = len / 2;
-    let (mut front, mut back): (Vec<(&mut [u8], bool)>, Vec<(&mut [u8], bool)>) = shards
+    let (mut front, mut back): (Vec<Slot<'_>>, Vec<Slot<'_>>) = shards
         .iter_mut()
         .map(|(shard, present)| {
             let (a, b) = shard.split_at_mut(half.min(shard.len()));
