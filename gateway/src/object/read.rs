@@ -354,11 +354,11 @@ async fn fetch_range(svc: &Arc<Inner>, f: &FragmentRecord, r: Range<u64>) -> Res
 /// The degraded path: rebuilds a whole segment's ciphertext from any k readable fragments
 /// (whose content hash checks out, with `verify`), trying data fragments first and `suspects`
 /// (fragment indexes that just failed) last.
-pub(crate) async fn rebuild_segment(
+pub(crate) async fn rebuild_segment<'a>(
     svc: &Arc<Inner>,
     g: &Geometry,
     extent: &ExtentRecord,
-    fragments: &[&FragmentRecord],
+    fragments: &[&'a FragmentRecord],
     segment_len: u64,
     suspects: &[u32],
     verify: bool,
@@ -372,28 +372,32 @@ pub(crate) async fn rebuild_segment(
         .filter(|f| (f.idx as usize) < k + m)
         .collect();
     ordered.sort_by_key(|f| (suspects.contains(&f.idx), f.idx));
+    // k reads in flight; each one that fails is replaced by the next candidate at once, rather
+    // than waiting for the rest of its batch.
+    let fetch = |f: &'a FragmentRecord| async move { (f, fetch_whole(svc, f, verify).await) };
     let mut candidates = ordered.into_iter();
+    let mut reads: futures::stream::FuturesUnordered<_> =
+        candidates.by_ref().take(k).map(fetch).collect();
     while good < k {
-        let wave: Vec<&FragmentRecord> = candidates.by_ref().take(k - good).collect();
-        if wave.is_empty() {
+        let Some((f, result)) = reads.next().await else {
             return Err(Error::DataLoss(format!(
                 "only {good} of the {k} fragments needed are readable"
             )));
-        }
-        let fetched =
-            futures::future::join_all(wave.iter().map(|f| fetch_whole(svc, f, verify))).await;
-        for (f, result) in wave.iter().zip(fetched) {
-            match result {
-                Ok(bytes) => {
-                    shards[f.idx as usize] = Some(bytes);
-                    good += 1;
-                }
-                Err(err) => {
-                    tracing::warn!(store = %f.store, fragment = %f.hash, error = %err, "fragment unusable")
+        };
+        match result {
+            Ok(bytes) => {
+                shards[f.idx as usize] = Some(bytes);
+                good += 1;
+            }
+            Err(err) => {
+                tracing::warn!(store = %f.store, fragment = %f.hash, error = %err, "fragment unusable");
+                if let Some(next) = candidates.next() {
+                    reads.push(fetch(next));
                 }
             }
         }
     }
+    drop(reads);
     let codec = svc.codecs.get(k, m)?;
     let f_len = g.fragment_len(segment_len) as usize;
     tokio::task::spawn_blocking(move || {
