@@ -122,6 +122,14 @@ impl Catalogue {
         }
     }
 
+    /// Waits until every write queued before this call is committed or has failed. A queued
+    /// write outlives a cancelled request; whoever cleans up after that request must not judge
+    /// the catalogue before the write has landed.
+    pub(crate) async fn barrier(&self) -> Result<()> {
+        self.write_grouped(Box::new(|_| Box::pin(async { Ok(()) })))
+            .await
+    }
+
     /// Runs `jobs` in one transaction and answers each; the caller holds the writer turn.
     async fn commit_group(&self, mut jobs: Vec<Box<dyn Pending>>) {
         let commit = self

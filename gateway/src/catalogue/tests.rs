@@ -512,3 +512,36 @@ async fn reopening_keeps_data_and_schema() {
     let cat = Catalogue::open(&url).await.unwrap();
     assert!(cat.user_by_name("bob").await.unwrap().is_some());
 }
+
+/// A write queued for the group commit still lands after its request is dropped, and
+/// `barrier` returns only once it has: cleanup after a dropped upload relies on that order.
+#[tokio::test]
+async fn barrier_waits_for_writes_of_dropped_requests() {
+    let (_dir, cat) = sqlite_catalogue().await;
+    // Holds the writer turn for a while, so the next write queues behind it.
+    let slow = {
+        let cat = cat.clone();
+        tokio::spawn(async move {
+            cat.write_grouped::<()>(Box::new(|_| {
+                Box::pin(async {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    Ok(())
+                })
+            }))
+            .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let dropped = {
+        let cat = cat.clone();
+        tokio::spawn(async move {
+            cat.commit_object(&object("b", "orphan", "v1"), &[extent(0, 0)])
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    dropped.abort();
+    cat.barrier().await.unwrap();
+    assert!(cat.object("b", "orphan").await.unwrap().is_some());
+    slow.await.unwrap().unwrap();
+}

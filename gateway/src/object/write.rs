@@ -97,6 +97,14 @@ impl Drop for WriteGuard {
         }
         let svc = self.svc.clone();
         let cleanup = async move {
+            // The request may have queued its commit before it was dropped; the commit then
+            // still runs, and its fragments must not be judged unreferenced before it has.
+            if svc.catalogue.barrier().await.is_err() {
+                for (store, hash) in &written {
+                    svc.inflight.remove(store, *hash);
+                }
+                return; // the orphan sweep will judge them later
+            }
             for (store, hash) in written {
                 let referenced = svc
                     .catalogue
