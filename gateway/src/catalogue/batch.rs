@@ -7,8 +7,9 @@
 //! piece that fails rolls back alone and reports its own error), and commits once. Every writer
 //! is answered only after the commit that made its change durable, or with that commit's error.
 //!
-//! The group runs in a task of its own, so a writer whose request is cancelled mid-commit does
-//! not strand the others queued with it.
+//! The group runs in a task of its own, holding the writer turn until it has committed, so a
+//! writer whose request is cancelled mid-commit strands neither the others queued with it nor
+//! the order of writes. Work whose request was dropped before the group reached it is skipped.
 //!
 //! PostgreSQL groups concurrent commits into one log flush by itself: there each writer simply
 //! runs its own transaction.
@@ -63,6 +64,13 @@ impl<T: Send + 'static> Pending for Job<T> {
     fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, bool> {
         let work = self.work.take().expect("a job runs once");
         Box::pin(async move {
+            if self.reply.is_closed() {
+                // The request was dropped before its turn came: its write is abandoned, as a
+                // transaction of its own would have been. Running it now could reorder it after
+                // writes that were acknowledged since.
+                self.output = Some(Err(CatalogueError::Group("the request was dropped".into())));
+                return false;
+            }
             let output = work(conn).await;
             let ok = output.is_ok();
             self.output = Some(output);
@@ -109,22 +117,26 @@ impl Catalogue {
                         Err(CatalogueError::Group("the grouped commit was abandoned".into()))
                     });
                 }
-                turn = self.write_turn.lock() => {
+                turn = self.write_turn.clone().lock_owned() => {
                     let jobs = self.queue.take();
                     if !jobs.is_empty() {
+                        // The turn goes with the group: were this writer cancelled while
+                        // waiting, the next writer must still not start before it commits.
                         let me = self.clone();
-                        let group = tokio::spawn(async move { me.commit_group(jobs).await });
+                        let group = tokio::spawn(async move {
+                            me.commit_group(jobs).await;
+                            drop(turn);
+                        });
                         let _ = group.await;
                     }
-                    drop(turn);
                 }
             }
         }
     }
 
-    /// Waits until every write queued before this call is committed or has failed. A queued
-    /// write outlives a cancelled request; whoever cleans up after that request must not judge
-    /// the catalogue before the write has landed.
+    /// Waits until every write queued or running before this call has committed or failed. A
+    /// group already running when its request is cancelled still commits; whoever cleans up
+    /// after that request must not judge the catalogue before it has.
     pub(crate) async fn barrier(&self) -> Result<()> {
         self.write_grouped(Box::new(|_| Box::pin(async { Ok(()) })))
             .await

@@ -513,12 +513,13 @@ async fn reopening_keeps_data_and_schema() {
     assert!(cat.user_by_name("bob").await.unwrap().is_some());
 }
 
-/// A write queued for the group commit still lands after its request is dropped, and
-/// `barrier` returns only once it has: cleanup after a dropped upload relies on that order.
+/// A write whose request is dropped while it waits in the queue is abandoned, as its own
+/// transaction would have been, and `barrier` returns only once nothing queued before it can
+/// still land: cleanup after a dropped upload relies on that order.
 #[tokio::test]
-async fn barrier_waits_for_writes_of_dropped_requests() {
+async fn writes_of_dropped_requests_are_abandoned_before_the_barrier_returns() {
     let (_dir, cat) = sqlite_catalogue().await;
-    // Holds the writer turn for a while, so the next write queues behind it.
+    // Holds the writer turn for a while, so the next writes queue behind it.
     let slow = {
         let cat = cat.clone();
         tokio::spawn(async move {
@@ -532,16 +533,20 @@ async fn barrier_waits_for_writes_of_dropped_requests() {
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let dropped = {
+    let commit = |key: &'static str| {
         let cat = cat.clone();
         tokio::spawn(async move {
-            cat.commit_object(&object("b", "orphan", "v1"), &[extent(0, 0)])
+            cat.commit_object(&object("b", key, key), &[extent(0, 0)])
                 .await
         })
     };
+    let dropped = commit("dropped");
+    let kept = commit("kept");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     dropped.abort();
     cat.barrier().await.unwrap();
-    assert!(cat.object("b", "orphan").await.unwrap().is_some());
+    assert!(cat.object("b", "dropped").await.unwrap().is_none());
+    assert!(cat.object("b", "kept").await.unwrap().is_some());
+    kept.await.unwrap().unwrap();
     slow.await.unwrap().unwrap();
 }
