@@ -145,6 +145,16 @@ async fn read_unit(
     unit: SegmentSpan,
     range: Range<u64>,
 ) -> Result<Bytes> {
+    let offset = plain_window(&segment.span, &range).start;
+    let wanted = plain_window(&unit, &range);
+    let slice = |whole: &Bytes| {
+        whole.slice((wanted.start - offset) as usize..(wanted.end - offset) as usize)
+    };
+    // Once a segment is rebuilt, its remaining units come from that, not from stores that
+    // already failed (a hanging one would cost each unit the read timeout).
+    if let Some(whole) = segment.rebuilt.get() {
+        return Ok(slice(whole));
+    }
     let fragments: Vec<&FragmentRecord> = segment.fragments.iter().collect();
     let chunk_count = geometry.chunk_count();
     let (err, suspects) = match fetch_span(&svc, &geometry, &fragments, &unit).await {
@@ -172,9 +182,7 @@ async fn read_unit(
                 .await
         })
         .await?;
-    let offset = plain_window(&segment.span, &range).start;
-    let wanted = plain_window(&unit, &range);
-    Ok(whole.slice((wanted.start - offset) as usize..(wanted.end - offset) as usize))
+    Ok(slice(whole))
 }
 
 /// The plaintext bytes of an extent that `span`'s chunks hold, within `range`.

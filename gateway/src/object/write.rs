@@ -151,8 +151,9 @@ impl SegmentBuf {
         self.capacity / PLAIN_CHUNK * CIPHER_CHUNK
     }
 
-    /// Copies as much of `src` as fits; returns how much. Past `inline_limit` bytes the object
-    /// is a large one and the segment moves into a segment-sized buffer from `pool`.
+    /// Copies as much of `src` as fits; returns how much. From `inline_limit` bytes of plaintext
+    /// on, the object is a large one and the segment moves into a segment-sized buffer from
+    /// `pool`.
     fn push(&mut self, src: &[u8], pool: &BufferPool, inline_limit: usize) -> usize {
         let mut taken = 0;
         while taken < src.len() && !self.is_full() {
@@ -161,7 +162,7 @@ impl SegmentBuf {
                 self.data.resize(len + TAG_LEN);
                 self.chunk_fill = 0;
             }
-            if !self.data.is_pooled() && self.data.len() >= inline_limit {
+            if !self.data.is_pooled() && self.plain >= inline_limit {
                 let mut large = pool.take(self.sealed_capacity());
                 large.clear();
                 large.extend_from_slice(&self.data);

@@ -45,6 +45,9 @@ impl LocalStore {
                 std::fs::create_dir_all(&dir).map_err(io)?;
             }
         }
+        std::fs::File::open(&root)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(Self { id, root })
     }
 
@@ -82,9 +85,12 @@ impl LocalStore {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(self.io()(e));
             }
-            std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::rename(&tmp, &target))
-                .map_err(self.io())?;
+            if let Err(e) =
+                std::fs::create_dir_all(dir).and_then(|()| std::fs::rename(&tmp, &target))
+            {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(self.io()(e));
+            }
         }
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
