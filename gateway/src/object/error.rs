@@ -64,6 +64,9 @@ pub enum Error {
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("object data cannot be recovered: {0}")]
     DataLoss(String),
+    /// No memory could be mapped for an upload's segment buffers.
+    #[error("no memory for upload buffers")]
+    Buffers(#[source] std::io::Error),
     #[error(transparent)]
     Catalogue(#[from] CatalogueError),
     #[error(transparent)]

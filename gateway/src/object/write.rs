@@ -154,7 +154,12 @@ impl SegmentBuf {
     /// Copies as much of `src` as fits; returns how much. From `inline_limit` bytes of plaintext
     /// on, the object is a large one and the segment moves into a segment-sized buffer from
     /// `pool`.
-    fn push(&mut self, src: &[u8], pool: &BufferPool, inline_limit: usize) -> usize {
+    fn push(
+        &mut self,
+        src: &[u8],
+        pool: &BufferPool,
+        inline_limit: usize,
+    ) -> std::io::Result<usize> {
         let mut taken = 0;
         while taken < src.len() && !self.is_full() {
             if self.chunk_fill == PLAIN_CHUNK {
@@ -163,8 +168,7 @@ impl SegmentBuf {
                 self.chunk_fill = 0;
             }
             if !self.data.is_pooled() && self.plain >= inline_limit {
-                let mut large = pool.take(self.sealed_capacity());
-                large.clear();
+                let mut large = pool.take(self.sealed_capacity())?;
                 large.extend_from_slice(&self.data);
                 self.data = large;
             }
@@ -174,7 +178,7 @@ impl SegmentBuf {
             self.plain += n;
             taken += n;
         }
-        taken
+        Ok(taken)
     }
 
     /// Seals every chunk in place; `first_chunk` is the extent-wide index of chunk 0.
@@ -254,7 +258,9 @@ impl Reader {
     async fn fill(&mut self, buf: &mut SegmentBuf) -> Result<bool> {
         loop {
             if let Some(b) = self.carry.take() {
-                let n = buf.push(&b, &self.pool, self.inline_limit);
+                let n = buf
+                    .push(&b, &self.pool, self.inline_limit)
+                    .map_err(Error::Buffers)?;
                 if n < b.len() {
                     self.carry = Some(b.slice(n..));
                     return Ok(false);
@@ -557,11 +563,11 @@ impl Encoding {
             // Reused buffers: every byte of them is overwritten, so only growth is zeroed.
             let mut parity: Vec<PooledBuf> = (0..m)
                 .map(|_| {
-                    let mut p = self.pool.take(self.fragment_size);
-                    p.resize(f);
-                    p
+                    let mut p = self.pool.take(self.fragment_size).map_err(Error::Buffers)?;
+                    p.resize_for_overwrite(f);
+                    Ok(p)
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             let mut outputs: Vec<&mut [u8]> = parity.iter_mut().map(|p| &mut p[..]).collect();
             erasure::encode(&self.codec, &views, &mut outputs)?;
             let mut parity: Vec<Bytes> = parity.into_iter().map(PooledBuf::into_bytes).collect();

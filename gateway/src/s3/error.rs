@@ -50,6 +50,13 @@ pub fn to_s3(err: Error) -> S3Error {
                 "not enough storage nodes are available; try again later".into(),
             )
         }
+        Error::Buffers(e) => {
+            tracing::error!(error = %e, "no memory for upload buffers");
+            (
+                C::SlowDown,
+                "the gateway is short of memory; try again later".into(),
+            )
+        }
         Error::Store(e) if e.is_retryable() => {
             tracing::error!(error = %e, "fragment store failure");
             (
