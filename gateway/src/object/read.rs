@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::buffers::{PoolUser, PooledBuf};
 use super::layout::{Geometry, SegmentSpan};
 use super::{BodyError, ByteStream, Error, Inner, Result};
 use crate::catalogue::{ExtentRecord, FragmentRecord};
@@ -82,7 +83,8 @@ async fn read_extent(
         let cipher_bytes = inline
             .get(start..end)
             .ok_or_else(|| Error::DataLoss("inline data is truncated".into()))?;
-        let plain = open_span(&e.cipher, cipher_bytes.to_vec(), first, chunk_count, &range).await?;
+        let cipher_bytes = PooledBuf::unpooled(cipher_bytes.to_vec());
+        let plain = open_span(&e.cipher, cipher_bytes, 0, first, chunk_count, &range).await?;
         let _ = tx.send(Ok(plain)).await;
         return Ok(());
     }
@@ -90,6 +92,7 @@ async fn read_extent(
     // so the next segment is already being read while the last units of one go out). The units
     // of a segment share its rebuild: the first to fail rebuilds the segment from parity, the
     // others take their bytes from it.
+    let degraded = Arc::new(std::sync::OnceLock::new());
     let segments = geometry.spans(range.clone()).into_iter().map(|span| {
         let fragments = e
             .extent
@@ -102,6 +105,7 @@ async fn read_extent(
             span,
             fragments,
             rebuilt: tokio::sync::OnceCell::new(),
+            degraded: degraded.clone(),
         })
     });
     let reads = segments.flat_map(|segment| {
@@ -133,6 +137,9 @@ struct SegmentRead {
     span: SegmentSpan,
     fragments: Vec<FragmentRecord>,
     rebuilt: tokio::sync::OnceCell<Bytes>,
+    /// Set by the read's first rebuild and shared by all its segments: keeps the segment
+    /// buffers of rebuilds for the next one rather than mapping fresh ones each time.
+    degraded: Arc<std::sync::OnceLock<PoolUser>>,
 }
 
 /// Reads the plaintext of one unit (a few MiB of a segment) within `range`: from byte ranges
@@ -161,7 +168,8 @@ async fn read_unit(
         Ok(cipher_bytes) => {
             match open_span(
                 &e.cipher,
-                cipher_bytes,
+                PooledBuf::unpooled(cipher_bytes),
+                0,
                 unit.first_chunk,
                 chunk_count,
                 &range,
@@ -178,6 +186,7 @@ async fn read_unit(
         .rebuilt
         .get_or_try_init(|| async {
             tracing::warn!(segment = segment.span.segment, error = %err, "degraded read: rebuilding the segment from parity");
+            segment.degraded.get_or_init(|| svc.buffers.user());
             rebuild_authentic(&svc, &geometry, &e, &fragments, &segment.span, &suspects, &range)
                 .await
         })
@@ -215,12 +224,12 @@ async fn rebuild_authentic(
             verify,
         )
     };
-    let authenticate = |mut whole: Vec<u8>| {
-        whole.truncate(span.cipher.end as usize);
-        whole.drain(..span.cipher.start as usize);
+    let authenticate = |mut whole: PooledBuf| {
+        whole.resize(span.cipher.end as usize);
         open_span(
             &e.cipher,
             whole,
+            span.cipher.start as usize,
             span.first_chunk,
             geometry.chunk_count(),
             range,
@@ -239,11 +248,12 @@ async fn rebuild_authentic(
 /// read units are smaller, and several of them are opened at once anyway.
 const PARALLEL_OPEN_CHUNKS: usize = 2 * READ_UNIT_CHUNKS as usize;
 
-/// Opens the sealed chunks `cipher_bytes` (starting at chunk `first_chunk`) and keeps the bytes
-/// of the extent-relative plaintext `range`.
+/// Opens the sealed chunks in `buf[at..]` (starting at chunk `first_chunk`) in place and keeps
+/// the bytes of the extent-relative plaintext `range`.
 async fn open_span(
     cipher: &Arc<ChunkCipher>,
-    mut buf: Vec<u8>,
+    mut whole: PooledBuf,
+    at: usize,
     first_chunk: u64,
     chunk_count: u64,
     range: &Range<u64>,
@@ -251,6 +261,7 @@ async fn open_span(
     let cipher = cipher.clone();
     let range = range.clone();
     tokio::task::spawn_blocking(move || {
+        let buf = &mut whole[at..];
         let open = |part: &mut [u8], first: u64| -> Result<()> {
             for (i, chunk) in part.chunks_mut(CIPHER_CHUNK).enumerate() {
                 let index = first + i as u64;
@@ -267,7 +278,7 @@ async fn open_span(
                 mine.and(other.join().expect("chunk opening thread"))
             })?;
         } else {
-            open(&mut buf, first_chunk)?;
+            open(buf, first_chunk)?;
         }
         // Slide the plaintexts together over the tags, keeping the requested range.
         let mut write = 0usize;
@@ -287,7 +298,9 @@ async fn open_span(
             plain_start += n as u64;
         }
         let start = out_start.unwrap_or(0);
-        Ok(Bytes::from(buf).slice(start..out_end.max(start)))
+        Ok(whole
+            .into_bytes()
+            .slice(at + start..at + out_end.max(start)))
     })
     .await?
 }
@@ -370,7 +383,7 @@ pub(crate) async fn rebuild_segment<'a>(
     segment_len: u64,
     suspects: &[u32],
     verify: bool,
-) -> Result<Vec<u8>> {
+) -> Result<PooledBuf> {
     let (k, m) = (extent.k as usize, extent.m as usize);
     let mut shards: Vec<Option<Vec<u8>>> = vec![None; k + m];
     let mut good = 0;
@@ -408,6 +421,7 @@ pub(crate) async fn rebuild_segment<'a>(
     drop(reads);
     let codec = svc.codecs.get(k, m)?;
     let f_len = g.fragment_len(segment_len) as usize;
+    let (pool, segment_size) = (svc.buffers.clone(), g.segment_size() as usize);
     tokio::task::spawn_blocking(move || {
         if shards
             .iter()
@@ -415,8 +429,10 @@ pub(crate) async fn rebuild_segment<'a>(
         {
             return Err(Error::DataLoss("fragment has the wrong length".into()));
         }
-        // Data fragments land in their place in the output, the missing ones decoded there.
-        let mut out = vec![0u8; k * f_len];
+        // Data fragments land in their place in the output, the missing ones decoded there:
+        // every byte is written, so a reused buffer need not be cleared.
+        let mut out = pool.take(segment_size).map_err(Error::Buffers)?;
+        out.resize_for_overwrite(k * f_len);
         let (data, parity) = shards.split_at_mut(k);
         let mut slots: Vec<(&mut [u8], bool)> = Vec::with_capacity(k + m);
         for (place, shard) in out.chunks_mut(f_len).zip(data.iter()) {
@@ -432,7 +448,7 @@ pub(crate) async fn rebuild_segment<'a>(
             }
         }
         erasure::reconstruct_data(&codec, &mut slots)?;
-        out.truncate(segment_len as usize);
+        out.resize(segment_len as usize);
         Ok(out)
     })
     .await?
