@@ -197,20 +197,18 @@ async fn insert_object(conn: &mut AnyConnection, r: &ObjectRecord) -> Result<()>
 
 /// Removes the object at (bucket, key), if any, queueing its fragments for collection.
 async fn retire_object(conn: &mut AnyConnection, bucket: &str, key: &str) -> Result<Replaced> {
-    let row = sqlx::query("SELECT version_id FROM objects WHERE bucket = $1 AND key = $2")
-        .bind(bucket)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // One statement, not a lookup and a delete: every statement is a round trip to the
+    // database's worker thread, and small PUTs and DELETEs are made of little else.
+    let row =
+        sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING version_id")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some(row) = row else {
         return Ok(Replaced::Nothing);
     };
     let version_id: String = row.try_get("version_id")?;
-    sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
-        .bind(bucket)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
     retire_extents(&mut *conn, &version_id, None).await?;
     super::settlement::enqueue_deletion(conn, &version_id).await?;
     Ok(Replaced::Previous)
