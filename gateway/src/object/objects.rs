@@ -10,7 +10,8 @@ use super::{
     ByteStream, Caller, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Result,
     check_sse,
 };
-use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, now_ms};
+use crate::catalogue::objects::Replaced;
+use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, SettlementState, now_ms};
 use crate::crypto::{Binding, ChunkCipher, DataKey, WrapKind, unwrap_key, wrap_key};
 
 /// A PutObject request in domain terms.
@@ -189,13 +190,21 @@ impl ObjectService {
             }
             _ => None,
         };
-        self.inner
+        let replaced = self
+            .inner
             .catalogue
             .commit_object_settled(&record, extents, settlement.as_ref())
             .await?;
         guard.commit();
-        self.gc_notify();
-        self.settlement_notify();
+        // The workers are woken only when there is work: a small PUT of a new key queues
+        // neither garbage nor a declaration, and each wake costs them a catalogue query.
+        let replaced = replaced == Replaced::Previous;
+        if replaced {
+            self.gc_notify();
+        }
+        if replaced || settlement.is_some_and(|s| s.state == SettlementState::Pending) {
+            self.settlement_notify();
+        }
         Ok(PutOutcome {
             etag: record.etag,
             last_modified_ms: record.last_modified_ms,
@@ -271,9 +280,10 @@ impl ObjectService {
     /// Deletes an object; deleting a missing key succeeds, as in S3.
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
         self.owned_bucket(caller, bucket).await?;
-        self.inner.catalogue.delete_object(bucket, key).await?;
-        self.gc_notify();
-        self.settlement_notify();
+        if self.inner.catalogue.delete_object(bucket, key).await? == Replaced::Previous {
+            self.gc_notify();
+            self.settlement_notify();
+        }
         Ok(())
     }
 
