@@ -109,7 +109,7 @@ struct Inner {
     codecs: Codecs,
     cfg: ServiceConfig,
     inflight: write::InFlight,
-    segment_slots: tokio::sync::Semaphore,
+    segment_slots: Arc<tokio::sync::Semaphore>,
     /// Segment and fragment buffers of uploads, reused.
     buffers: buffers::BufferPool,
     gc_wake: tokio::sync::Notify,
@@ -146,7 +146,7 @@ impl ObjectService {
                 codecs: Codecs::default(),
                 cfg,
                 inflight: write::InFlight::default(),
-                segment_slots: tokio::sync::Semaphore::new(slots),
+                segment_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
                 // Enough idle buffers for one upload of the default profile to cycle through
                 // (the segment being filled, the one being written, its parity).
                 buffers: buffers::BufferPool::new(

@@ -437,12 +437,17 @@ impl SegmentJob {
                 healthy: ranked.len(),
             });
         }
-        let _slot = self
-            .svc
-            .segment_slots
-            .acquire()
-            .await
-            .expect("semaphore never closed");
+        // Shared with the encoding thread: if this job is dropped (a failed write, a cancelled
+        // upload), the thread still holds the segment's buffers until it finishes, and the
+        // slot with them.
+        let slot = Arc::new(
+            self.svc
+                .segment_slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed"),
+        );
         let encoding = Encoding {
             codec: self.svc.codecs.get(k, m)?,
             cipher: self.cipher.clone(),
@@ -456,7 +461,11 @@ impl SegmentJob {
         // Fragments are written as soon as they are named, while the rest of the segment is
         // still being encoded: the data fragments go to disk during the parity computation.
         let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<ReadyFragment>();
-        let compute = tokio::task::spawn_blocking(move || encoding.run(buf, &ready_tx));
+        let encoding_slot = slot.clone();
+        let compute = tokio::task::spawn_blocking(move || {
+            let _slot = encoding_slot;
+            encoding.run(buf, &ready_tx)
+        });
         let spare = AtomicUsize::new(k + m);
         let mut writes = futures::stream::FuturesUnordered::new();
         let mut fragments = Vec::with_capacity(k + m);
@@ -470,6 +479,7 @@ impl SegmentJob {
             }
         }
         let segment_hash = compute.await??;
+        drop(slot); // encoded and written
         fragments.sort_by_key(|f: &FragmentRecord| f.idx);
         Ok((segment_hash, fragments))
     }
