@@ -162,5 +162,9 @@ mod tests {
         let e = to_s3(Error::SettlementRefused("not enough space: ...".into()));
         assert_eq!(e.code(), &S3ErrorCode::AccessDenied);
         assert!(e.message().unwrap_or_default().contains("not enough space"));
+        // Out of memory for upload buffers: the client should back off and retry.
+        let e = to_s3(Error::Buffers(std::io::Error::from_raw_os_error(12)));
+        assert_eq!(e.code(), &S3ErrorCode::SlowDown);
+        assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     }
 }
