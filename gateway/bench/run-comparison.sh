@@ -21,7 +21,10 @@ suite() { # endpoint pid label
     local b=("$bench" --endpoint "$1" --access-key "$ak" --secret-key "$sk" --server-pid "$2" --runs "$runs")
     echo "### $3"
     "${b[@]}" large-put --size 1GiB | tail -n 1
+    "${b[@]}" large-put --size 1GiB --streams 4 | tail -n 1
+    "${b[@]}" large-put --size 1GiB --multipart | tail -n 1
     "${b[@]}" large-get --size 1GiB | tail -n 1
+    "${b[@]}" range-get --object-size 1GiB --range-size 1MiB --count 500 | tail -n 1
     "${b[@]}" small --size 4KiB --count 2000 --concurrency 64 | tail -n 3
 }
 
