@@ -239,12 +239,11 @@ impl AsRef<[u8]> for PooledBuf {
 
 impl Drop for PooledBuf {
     fn drop(&mut self) {
-        if let (Some((shared, capacity)), Storage::Mapped(_)) = (self.home.take(), &self.bytes) {
-            let Storage::Mapped(map) =
-                std::mem::replace(&mut self.bytes, Storage::Heap(Vec::new()))
-            else {
-                return;
-            };
+        let Some((shared, capacity)) = self.home.take() else {
+            return; // a heap buffer
+        };
+        if let Storage::Mapped(map) = std::mem::replace(&mut self.bytes, Storage::Heap(Vec::new()))
+        {
             shared.give_back(capacity, map);
         }
     }
