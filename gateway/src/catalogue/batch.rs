@@ -142,7 +142,7 @@ impl Catalogue {
             .await
     }
 
-    /// Runs `jobs` in one transaction and answers each; the caller holds the writer turn.
+    /// Runs `jobs` in one transaction and answers each; runs while the writer turn is held.
     async fn commit_group(&self, mut jobs: Vec<Box<dyn Pending>>) {
         let commit = self
             .run_group(&mut jobs)

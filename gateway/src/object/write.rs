@@ -570,7 +570,7 @@ impl Encoding {
             let data: Vec<Bytes> = (0..k).map(|j| segment.slice(j * f..(j + 1) * f)).collect();
             name_and_send(0, &data);
             let views: Vec<&[u8]> = data.iter().map(|s| s.as_ref()).collect();
-            // Reused buffers: every byte of them is overwritten, so only growth is zeroed.
+            // Every byte of the parity is written by the encoder: a reused buffer is not cleared.
             let mut parity: Vec<PooledBuf> = (0..m)
                 .map(|_| {
                     let mut p = self.pool.take(self.fragment_size).map_err(Error::Buffers)?;
