@@ -224,6 +224,9 @@ impl ObjectService {
         let stored = self.inner.catalogue.extents(&upload.version_id).await?;
         let mut md5s = Vec::with_capacity(parts.len());
         let mut size = 0u64;
+        // Segments the storage order will declare: each part's own, so many small parts take
+        // more chain space than their total size alone would suggest.
+        let mut segments = 0u64;
         for (i, p) in parts.iter().enumerate() {
             let found = stored
                 .iter()
@@ -238,6 +241,7 @@ impl ObjectService {
             }
             md5s.push(found.md5.clone());
             size += found.size;
+            segments += found.segment_hashes.as_ref().map_or(0, |h| h.len() as u64);
         }
         let record = ObjectRecord {
             bucket: bucket.to_string(),
@@ -256,8 +260,12 @@ impl ObjectService {
         let keep: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
         let payer = match self.settlement() {
             Some(s) => {
+                // Each part was only checked for room for itself: the whole object must fit.
                 let b = self.owned_bucket(caller, bucket).await?;
-                Some((s.clone(), s.payer(&caller.user_id, &b).await?))
+                let declared = segments * deoss_chain_client::SEGMENT_SIZE;
+                self.admit(caller, &b, declared)
+                    .await?
+                    .map(|p| (s.clone(), p))
             }
             None => None,
         };

@@ -489,3 +489,88 @@ async fn concurrent_first_uploads_are_all_admitted() {
     let listed = s3.list_objects_v2().bucket("burst").send().await.unwrap();
     assert_eq!(listed.key_count(), Some(24));
 }
+
+/// Each part is admitted for its own segment only; completing must check the whole storage
+/// order, which declares every part's segments. Eleven 5 MiB parts need eleven segments, more
+/// than a 1 GiB dev territory (ten) holds: the completion is refused and changes nothing.
+#[tokio::test]
+async fn completing_an_upload_larger_than_the_territory_is_refused() {
+    let server = Server::start_with_config(
+        "[chain]\ndev_territory_gib = 1\ncheck_cache_ms = 100\n",
+        &[],
+    );
+    let s3 = server.client();
+    s3.create_bucket().bucket("quota").send().await.unwrap();
+    let up = s3
+        .create_multipart_upload()
+        .bucket("quota")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let mut done = Vec::new();
+    for n in 1..=11 {
+        let out = s3
+            .upload_part()
+            .bucket("quota")
+            .key("big")
+            .upload_id(id)
+            .part_number(n)
+            .body(data(5 * 1024 * 1024, n as u64).into())
+            .send()
+            .await
+            .unwrap();
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
+    }
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("quota")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "AccessDenied");
+    let msg = err
+        .as_service_error()
+        .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::message(e))
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.contains("not enough space"), "{msg}");
+    let err = s3
+        .head_object()
+        .bucket("quota")
+        .key("big")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NotFound");
+    // The upload is still there to abort (or complete with fewer parts).
+    let parts = s3
+        .list_parts()
+        .bucket("quota")
+        .key("big")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(parts.parts().len(), 11);
+    s3.abort_multipart_upload()
+        .bucket("quota")
+        .key("big")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+}
