@@ -225,7 +225,7 @@ impl Settlement {
                     Some("no order on chain (never declared or already deleted)".into()),
                 );
             }
-            Ok(OrderState::Declared) if self.chain.dev_ledger().is_none() => {
+            Ok(OrderState::Declared) => {
                 return Outcome::Retry(
                     "the order is declared but not yet stored by miners; CESS deletes only \
                      stored files"
