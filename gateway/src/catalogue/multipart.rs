@@ -117,8 +117,9 @@ impl Catalogue {
         rows.iter().map(upload).collect()
     }
 
-    /// Completes an upload: keeps the chosen parts, collects the others, and makes the object
-    /// visible, all in one transaction. Returns false if the upload no longer exists.
+    /// Completes an upload: keeps the chosen parts (`keep_parts`, in ascending order), collects
+    /// the others, and makes the object visible, all in one transaction. Returns false if the
+    /// upload no longer exists.
     pub async fn complete_upload(
         &self,
         upload_id: &str,
@@ -148,7 +149,10 @@ impl Catalogue {
             return Ok(false);
         }
         let parts = load_extents(&mut w.tx, &record.version_id).await?;
-        for p in parts.iter().filter(|p| !keep_parts.contains(&p.part)) {
+        for p in parts
+            .iter()
+            .filter(|p| keep_parts.binary_search(&p.part).is_err())
+        {
             retire_extents(&mut w.tx, &record.version_id, Some(p.part)).await?;
         }
         sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
@@ -159,7 +163,7 @@ impl Catalogue {
         if let Some(settle) = settle {
             let kept: Vec<ExtentRecord> = parts
                 .into_iter()
-                .filter(|p| keep_parts.contains(&p.part))
+                .filter(|p| keep_parts.binary_search(&p.part).is_ok())
                 .collect();
             let settlement = settle(&kept);
             super::settlement::enqueue_declaration(&mut w.tx, record, &settlement).await?;

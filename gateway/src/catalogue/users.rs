@@ -126,26 +126,6 @@ impl Catalogue {
         Ok(Ok(true))
     }
 
-    /// Sets a user's chain account and default territory (`None` clears them). Returns false if
-    /// there is no such user.
-    pub async fn set_user_chain(
-        &self,
-        name: &str,
-        chain_account: Option<&str>,
-        territory: Option<&str>,
-    ) -> Result<bool> {
-        let mut w = self.write().await?;
-        let done =
-            sqlx::query("UPDATE users SET chain_account = $1, territory = $2 WHERE name = $3")
-                .bind(chain_account.map(str::to_string))
-                .bind(territory.map(str::to_string))
-                .bind(name)
-                .execute(&mut *w.tx)
-                .await?;
-        w.tx.commit().await?;
-        Ok(done.rows_affected() > 0)
-    }
-
     pub async fn create_key(&self, record: &AccessKeyRecord) -> Result<()> {
         let mut w = self.write().await?;
         sqlx::query("INSERT INTO access_keys (access_key, user_id, secret_sealed, created_ms) VALUES ($1, $2, $3, $4)")

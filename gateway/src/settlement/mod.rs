@@ -184,10 +184,6 @@ impl Settlement {
         &self.catalogue
     }
 
-    pub fn config(&self) -> &SettlementConfig {
-        &self.cfg
-    }
-
     /// Wakes the worker: something was enqueued.
     pub fn notify(&self) {
         self.wake.notify_one();
