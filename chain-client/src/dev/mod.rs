@@ -78,7 +78,11 @@ impl Default for DevLedgerOptions {
 
 struct Inner {
     file: File,
-    blocks: Vec<Block>,
+    /// Length of the file up to the last durable block.
+    len: u64,
+    /// Number and hash of the last block, if any. Older blocks stay in the file only: kept in
+    /// memory they grew with every order for the life of the process.
+    head: Option<(u64, String)>,
     state: State,
 }
 
@@ -131,6 +135,7 @@ impl DevLedger {
             f.sync_all().map_err(io)?;
         }
         let state = verify_blocks(&path, &blocks, Some(&key.account()))?;
+        let head = blocks.last().map(|b| (b.number, b.hash.clone()));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,14 +144,15 @@ impl DevLedger {
         let ledger = DevLedger {
             inner: Arc::new(Mutex::new(Inner {
                 file,
-                blocks,
+                len: good_len,
+                head,
                 state,
             })),
             key,
             path,
             options,
         };
-        if ledger.lock().blocks.is_empty() {
+        if ledger.lock().head.is_none() {
             let authority = ledger.key.account();
             ledger.append_blocking(LedgerCall::Genesis {
                 format: FORMAT.to_string(),
@@ -170,18 +176,20 @@ impl DevLedger {
 
     fn append_blocking(&self, call: LedgerCall) -> Result<TxReceipt> {
         let mut inner = self.lock();
-        let (number, parent) = match inner.blocks.last() {
-            Some(b) => {
+        let (number, parent) = match &inner.head {
+            Some((last, hash)) => {
                 let skip = match &call {
                     LedgerCall::AdvanceBlocks { count } => *count,
                     _ => 0,
                 };
-                (b.number + 1 + skip, b.hash.clone())
+                (last + 1 + skip, hash.clone())
             }
             None => (0, "0".repeat(64)),
         };
-        let mut state = inner.state.clone();
-        let events = state.apply(&call, number, self.options.auto_store)?;
+        // Applied in place: every call checks everything before it changes anything, so a
+        // refused call leaves the state as it was. (Cloning the state per block made each
+        // block cost as much as all the orders before it.)
+        let events = inner.state.apply(&call, number, self.options.auto_store)?;
         let ts = now_ms();
         let hash = block_hash(number, &parent, ts, &call, &events);
         let block = Block {
@@ -202,16 +210,27 @@ impl DevLedger {
             path: self.path.clone(),
             source,
         };
-        inner.file.write_all(&line).map_err(io)?;
-        inner.file.sync_data().map_err(io)?;
+        let written = inner
+            .file
+            .write_all(&line)
+            .and_then(|()| inner.file.sync_data());
+        if let Err(e) = written {
+            // The block is not durable: cut off whatever of it reached the file and rebuild
+            // the state from the blocks that are.
+            let len = inner.len;
+            let _ = inner.file.set_len(len);
+            let (blocks, _, _) = read_blocks(&self.path)?;
+            inner.state = verify_blocks(&self.path, &blocks, Some(&self.key.account()))?;
+            return Err(io(e));
+        }
+        inner.len += line.len() as u64;
         tracing::debug!(number, call = ?block.call, "dev ledger block");
         let receipt = TxReceipt {
             block_number: number,
             block_hash: format!("0x{}", block.hash),
             finalized: true,
         };
-        inner.blocks.push(block);
-        inner.state = state;
+        inner.head = Some((number, block.hash));
         Ok(receipt)
     }
 
@@ -278,19 +297,15 @@ impl DevLedger {
 
     /// Number and hash of the last block.
     pub fn head(&self) -> (u64, String) {
-        let inner = self.lock();
-        inner
-            .blocks
-            .last()
-            .map(|b| (b.number, b.hash.clone()))
-            .unwrap_or((0, String::new()))
+        self.lock().head.clone().unwrap_or((0, String::new()))
     }
 
-    /// Up to `limit` blocks with a number at or above `from`, oldest first.
-    pub fn blocks(&self, from: u64, limit: usize) -> Vec<Block> {
-        let inner = self.lock();
-        let start = inner.blocks.partition_point(|b| b.number < from);
-        inner.blocks[start..].iter().take(limit).cloned().collect()
+    /// Up to `limit` blocks with a number at or above `from`, oldest first, read from the file.
+    pub fn blocks(&self, from: u64, limit: usize) -> Result<Vec<Block>> {
+        let _appends_wait = self.lock();
+        let (blocks, _, _) = read_blocks(&self.path)?;
+        let start = blocks.partition_point(|b| b.number < from);
+        Ok(blocks[start..].iter().take(limit).cloned().collect())
     }
 
     /// The order for `fid`, including deleted ones.
@@ -399,7 +414,7 @@ impl Chain for DevLedger {
 
     async fn territory(&self, owner: &AccountId, name: &str) -> Result<Option<Territory>> {
         let inner = self.lock();
-        let now = inner.blocks.last().map(|b| b.number).unwrap_or(0);
+        let now = inner.head.as_ref().map_or(0, |(n, _)| *n);
         Ok(inner
             .state
             .territories

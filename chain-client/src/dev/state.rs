@@ -60,7 +60,8 @@ impl State {
     }
 
     /// Applies `call` as block `number`; returns its events or why it is refused. Pure in the
-    /// sense that replay gives the same answer.
+    /// sense that replay gives the same answer. Every call checks everything before it changes
+    /// anything: a refused call leaves the state untouched (the ledger applies calls in place).
     pub(super) fn apply(
         &mut self,
         call: &LedgerCall,

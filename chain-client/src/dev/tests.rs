@@ -87,12 +87,12 @@ async fn survives_reopen_with_state_and_blocks() {
     assert_eq!(record.segments, 3);
     assert_eq!(record.declared_block, head.0);
     // Blocks are listed oldest first from a number on, linked by parent hashes.
-    let blocks = ledger.blocks(0, 100);
+    let blocks = ledger.blocks(0, 100).unwrap();
     assert_eq!(blocks.len() as u64, head.0 + 1);
     for pair in blocks.windows(2) {
         assert_eq!(pair[1].parent, pair[0].hash);
     }
-    assert_eq!(ledger.blocks(head.0, 10).len(), 1);
+    assert_eq!(ledger.blocks(head.0, 10).unwrap().len(), 1);
     assert!(matches!(
         blocks.last().unwrap().events[0],
         LedgerEvent::UploadDeclaration { .. }
@@ -246,9 +246,9 @@ async fn open_returns_a_shared_chain_with_the_ledger_inside() {
         .unwrap();
     assert_eq!(chain.kind(), "dev");
     let ledger = chain.dev_ledger().expect("dev backend");
-    assert_eq!(ledger.blocks(0, 10).len(), 1, "genesis only");
+    assert_eq!(ledger.blocks(0, 10).unwrap().len(), 1, "genesis only");
     assert!(matches!(
-        ledger.blocks(0, 1)[0].call,
+        ledger.blocks(0, 1).unwrap()[0].call,
         LedgerCall::Genesis { .. }
     ));
 }
@@ -283,7 +283,10 @@ async fn snapshots_read_without_writing() {
     let len = std::fs::metadata(&path).unwrap().len();
     let snap = DevLedger::snapshot(dir.path()).unwrap();
     assert_eq!(snap.head(), ledger.head().0);
-    assert_eq!(snap.blocks(0, 100).len(), ledger.blocks(0, 100).len());
+    assert_eq!(
+        snap.blocks(0, 100).len(),
+        ledger.blocks(0, 100).unwrap().len()
+    );
     assert_eq!(snap.order(&request.fid), ledger.order(&request.fid));
     assert_eq!(
         std::fs::metadata(&path).unwrap().len(),

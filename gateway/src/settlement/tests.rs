@@ -85,6 +85,7 @@ fn bucket(owner: &str) -> Bucket {
 fn declarations(ledger: &DevLedger) -> usize {
     ledger
         .blocks(0, 10_000)
+        .unwrap()
         .iter()
         .filter(|b| matches!(b.call, LedgerCall::UploadDeclaration { .. }))
         .count()
