@@ -79,9 +79,8 @@ pub trait Chain: Send + Sync + Debug + 'static {
                     owner: owner.to_string(),
                     territory: territory.to_string(),
                 })?;
-        let segments = size.div_ceil(crate::types::SEGMENT_SIZE).max(1);
         let now = self.best_block().await?;
-        t.check_room(segments * crate::types::SPACE_PER_SEGMENT, now)
+        t.check_room(crate::types::upload_space(size), now)
     }
 }
 

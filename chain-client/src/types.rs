@@ -23,6 +23,12 @@ pub const PARITY_FRAGMENTS: usize = 8;
 pub const FRAGMENTS_PER_SEGMENT: usize = DATA_FRAGMENTS + PARITY_FRAGMENTS;
 /// Territory space a declaration locks per segment: 12 fragments x 8 MiB = 96 MiB.
 pub const SPACE_PER_SEGMENT: u64 = FRAGMENTS_PER_SEGMENT as u64 * FRAGMENT_SIZE;
+/// Territory space an upload of `size` bytes will lock: one segment's worth per started segment
+/// (at least one), as its declaration will.
+pub fn upload_space(size: u64) -> u64 {
+    size.div_ceil(SEGMENT_SIZE).max(1) * SPACE_PER_SEGMENT
+}
+
 /// Most segments one declaration may list.
 pub const MAX_SEGMENTS: usize = 1000;
 /// Longest file, bucket or territory name in bytes.

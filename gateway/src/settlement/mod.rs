@@ -49,8 +49,7 @@ use std::time::{Duration, Instant};
 
 use deoss_chain_client::{
     AccountId, Chain, DeclarationRequest, FRAGMENTS_PER_SEGMENT, Fid, Hash64, MAX_NAME_LEN,
-    MIN_FILE_NAME_LEN, SEGMENT_SIZE, SPACE_PER_SEGMENT, SegmentDeclaration, Territory,
-    fid_of_segments,
+    MIN_FILE_NAME_LEN, SegmentDeclaration, Territory, fid_of_segments,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -370,8 +369,7 @@ fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(),
             payer.account, payer.territory
         )));
     };
-    let needed = size.div_ceil(SEGMENT_SIZE).max(1) * SPACE_PER_SEGMENT;
-    match t.check_room(needed, snap.now) {
+    match t.check_room(deoss_chain_client::upload_space(size), snap.now) {
         Ok(()) => Ok(()),
         Err(deoss_chain_client::Error::InsufficientSpace {
             needed, remaining, ..
