@@ -7,7 +7,9 @@ use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{ByteStream, Caller, CustomerKey, Error, ObjectService, Result, check_sse};
 use crate::catalogue::multipart::{PartStored, SettlementPlanner};
-use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms};
+use crate::catalogue::{
+    Bucket, Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms,
+};
 use crate::crypto::{Binding, ChunkCipher, DataKey};
 use crate::erasure::Profile;
 
@@ -108,10 +110,10 @@ impl ObjectService {
         bucket: &str,
         key: &str,
         upload_id: &str,
-    ) -> Result<UploadRecord> {
-        self.owned_bucket(caller, bucket).await?;
+    ) -> Result<(Bucket, UploadRecord)> {
+        let b = self.owned_bucket(caller, bucket).await?;
         match self.inner.catalogue.upload(upload_id).await? {
-            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            Some(u) if u.bucket == bucket && u.key == key => Ok((b, u)),
             _ => Err(Error::NoSuchUpload {
                 upload_id: upload_id.to_string(),
             }),
@@ -136,12 +138,9 @@ impl ObjectService {
                 "part number must be an integer between 1 and {MAX_PART_NUMBER}"
             )));
         }
-        let upload = self.live_upload(caller, bucket, key, upload_id).await?;
+        let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         check_sse(&self.inner, upload.sse_c_mac.as_deref(), ck)?;
-        if self.settlement().is_some() {
-            let b = self.owned_bucket(caller, bucket).await?;
-            self.admit(caller, &b, 0).await?;
-        }
+        self.admit(caller, &b, 0).await?;
         let binding = Binding {
             bucket,
             key,
@@ -209,7 +208,7 @@ impl ObjectService {
         upload_id: &str,
         parts: &[CompletedPart],
     ) -> Result<ObjectRecord> {
-        let upload = self.live_upload(caller, bucket, key, upload_id).await?;
+        let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         if parts.is_empty() {
             return Err(Error::InvalidRequest(
                 "you must specify at least one part".into(),
@@ -261,7 +260,6 @@ impl ObjectService {
         let payer = match self.settlement() {
             Some(s) => {
                 // Each part was only checked for room for itself: the whole object must fit.
-                let b = self.owned_bucket(caller, bucket).await?;
                 let declared = segments * deoss_chain_client::SEGMENT_SIZE;
                 self.admit(caller, &b, declared)
                     .await?
@@ -316,7 +314,7 @@ impl ObjectService {
         marker: u32,
         max: usize,
     ) -> Result<(UploadInfo, Vec<PartInfo>, bool)> {
-        let upload = self.live_upload(caller, bucket, key, upload_id).await?;
+        let (_, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         let mut parts: Vec<PartInfo> = self
             .inner
             .catalogue
