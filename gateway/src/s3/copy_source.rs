@@ -21,6 +21,23 @@ pub(super) struct CopySourceFields<'a> {
     pub if_unmodified_since: Option<&'a Timestamp>,
 }
 
+/// The copy-source fields of a CopyObject or UploadPartCopy input, which name them alike.
+macro_rules! copy_source_fields {
+    ($i:expr) => {
+        $crate::s3::copy_source::CopySourceFields {
+            source: &$i.copy_source,
+            sse_algorithm: $i.copy_source_sse_customer_algorithm.as_deref(),
+            sse_key: $i.copy_source_sse_customer_key.as_deref(),
+            sse_key_md5: $i.copy_source_sse_customer_key_md5.as_deref(),
+            if_match: $i.copy_source_if_match.as_ref(),
+            if_none_match: $i.copy_source_if_none_match.as_ref(),
+            if_modified_since: $i.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $i.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(super) use copy_source_fields;
+
 /// An opened copy source.
 pub(super) struct CopySourceOpened {
     pub object: OpenedObject,

@@ -37,15 +37,7 @@ fn requested_range(
     let Some(n) = part_number else {
         return Ok(None);
     };
-    let n = u32::try_from(n)
-        .ok()
-        .filter(|n| (1..=10_000).contains(n))
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "part number must be an integer between 1 and 10000"
-            )
-        })?;
+    let n = super::headers::part_number(n)?;
     if record.parts_count == 0 {
         return if n == 1 {
             Ok(None)

@@ -329,3 +329,16 @@ macro_rules! set_sse {
     };
 }
 pub(crate) use set_sse;
+
+/// A part number from a request: an integer from 1 to 10000.
+pub(super) fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "part number must be an integer between 1 and 10000"
+            )
+        })
+}

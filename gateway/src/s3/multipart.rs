@@ -4,28 +4,17 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::DeossS3;
-use super::copy_source::CopySourceFields;
+use super::copy_source::copy_source_fields;
 use super::error::OrS3;
 use super::headers::{
-    ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, set_checksum, set_sse, timestamp,
+    ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, part_number, set_checksum,
+    set_sse, timestamp,
 };
 use super::put::body_stream;
 use crate::object::CompletedPart as DomainPart;
 
 const MAX_PARTS: i32 = 1000;
 const MAX_UPLOADS: i32 = 1000;
-
-fn part_number(n: i32) -> S3Result<u32> {
-    u32::try_from(n)
-        .ok()
-        .filter(|n| (1..=10_000).contains(n))
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "part number must be an integer between 1 and 10000"
-            )
-        })
-}
 
 /// Parses `bytes=first-last` of x-amz-copy-source-range against the source size.
 fn copy_range(value: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
@@ -146,19 +135,7 @@ impl DeossS3 {
         let caller = self.keys.caller(&req).await?;
         let i = req.input;
         let source = self
-            .open_copy_source(
-                &caller,
-                CopySourceFields {
-                    source: &i.copy_source,
-                    sse_algorithm: i.copy_source_sse_customer_algorithm.as_deref(),
-                    sse_key: i.copy_source_sse_customer_key.as_deref(),
-                    sse_key_md5: i.copy_source_sse_customer_key_md5.as_deref(),
-                    if_match: i.copy_source_if_match.as_ref(),
-                    if_none_match: i.copy_source_if_none_match.as_ref(),
-                    if_modified_since: i.copy_source_if_modified_since.as_ref(),
-                    if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
-                },
-            )
+            .open_copy_source(&caller, copy_source_fields!(i))
             .await?
             .object;
         let dst_ck = customer_key(

@@ -4,7 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::DeossS3;
-use super::copy_source::CopySourceFields;
+use super::copy_source::copy_source_fields;
 use super::error::{OrS3, to_s3};
 use super::headers::{
     ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, set_checksum, set_sse, timestamp,
@@ -94,19 +94,7 @@ impl DeossS3 {
         let caller = self.keys.caller(&req).await?;
         let i = req.input;
         let src = self
-            .open_copy_source(
-                &caller,
-                CopySourceFields {
-                    source: &i.copy_source,
-                    sse_algorithm: i.copy_source_sse_customer_algorithm.as_deref(),
-                    sse_key: i.copy_source_sse_customer_key.as_deref(),
-                    sse_key_md5: i.copy_source_sse_customer_key_md5.as_deref(),
-                    if_match: i.copy_source_if_match.as_ref(),
-                    if_none_match: i.copy_source_if_none_match.as_ref(),
-                    if_modified_since: i.copy_source_if_modified_since.as_ref(),
-                    if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
-                },
-            )
+            .open_copy_source(&caller, copy_source_fields!(i))
             .await?;
         let dst_ck = customer_key(
             i.sse_customer_algorithm.as_deref(),
