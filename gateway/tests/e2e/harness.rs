@@ -232,6 +232,17 @@ where
         .unwrap_or_else(|| format!("{err:?}"))
 }
 
+/// The S3 error message of a failed SDK call (empty if there is none).
+pub fn message<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.message())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The HTTP status of a failed SDK call.
 pub fn status<E>(
     err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::harness::{Server, code, data, raw_request};
+use crate::harness::{Server, code, data, message, raw_request};
 
 /// `x-deoss-fid` and `x-deoss-settlement` of an object, read from a presigned HEAD.
 pub async fn settlement_headers(
@@ -353,11 +353,7 @@ async fn uploads_without_authorization_or_space_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), "AccessDenied");
-    let msg = err
-        .as_service_error()
-        .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::message(e))
-        .unwrap_or_default()
-        .to_string();
+    let msg = message(&err);
     assert!(msg.contains("not authorized"), "{msg}");
     let err = eve
         .create_multipart_upload()
@@ -411,11 +407,7 @@ async fn uploads_without_authorization_or_space_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), "AccessDenied");
-    let msg = err
-        .as_service_error()
-        .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::message(e))
-        .unwrap_or_default()
-        .to_string();
+    let msg = message(&err);
     assert!(msg.contains("not enough space"), "{msg}");
     assert_eq!(server.fragment_files().len(), before, "nothing was stored");
     let err = s3
@@ -542,11 +534,7 @@ async fn completing_an_upload_larger_than_the_territory_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), "AccessDenied");
-    let msg = err
-        .as_service_error()
-        .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::message(e))
-        .unwrap_or_default()
-        .to_string();
+    let msg = message(&err);
     assert!(msg.contains("not enough space"), "{msg}");
     let err = s3
         .head_object()
