@@ -39,8 +39,11 @@ pub fn chopsticks_dir() -> Option<PathBuf> {
 
 /// The testnet chain spec shipped next to the repository.
 pub fn chain_spec() -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/chain/cess-testnet-spec-raw.json");
+    // Cargo names the crate's directory again when it runs a test: a test binary reused from a
+    // target directory that another clone built still finds this clone's spec.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = crate_dir.join("../../shared/chain/cess-testnet-spec-raw.json");
     path.canonicalize()
         .unwrap_or_else(|e| panic!("chain spec {} missing: {e}", path.display()))
 }

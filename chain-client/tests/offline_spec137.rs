@@ -12,8 +12,10 @@ use subxt::ext::codec::{Compact, Encode};
 use subxt::utils::H256;
 
 fn metadata_bytes() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/chain/cess-metadata-spec137.scale");
+    // The directory cargo names at run time: this binary may have been built from another clone.
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = crate_dir.join("../../shared/chain/cess-metadata-spec137.scale");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
