@@ -1,6 +1,7 @@
 //! The upload pipeline: body -> digests -> sealed chunks -> segments -> Reed-Solomon fragments
-//! -> fragment stores, holding at most two segments of one upload in memory (one being filled
-//! from the network while the previous one is encoded and written).
+//! -> fragment stores. One upload holds at most three segments in memory: one being filled from
+//! the network, one being encoded, and the one before it while its last fragments are written;
+//! and at most one set of parity buffers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
+use tokio::sync::oneshot;
 
 use super::buffers::{BufferPool, PooledBuf};
 use super::digest::{ChecksumExpectation, Digests, Hasher};
@@ -317,23 +319,15 @@ pub(crate) async fn write_extent(
     let _pool_user = svc.buffers.user();
     let cipher = Arc::new(w.cipher);
     let chunks_per_segment = w.profile.chunks_per_segment();
-    let mut fragments = Vec::new();
-    let mut segment_hashes = Vec::new();
+    let mut jobs = Jobs::default();
     let mut inline = None;
-    let mut pending: Option<BoxFuture<'static, Result<StoredSegment>>> = None;
+    // Close when the newest job's encoding thread has finished, and when its fragments are written.
+    let mut encoded_rx: Option<oneshot::Receiver<()>> = None;
+    let mut written_rx: Option<oneshot::Receiver<()>> = None;
     let mut segment = 0u32;
     loop {
         let mut buf = SegmentBuf::new(chunks_per_segment);
-        let eof = match pending.take() {
-            None => reader.fill(&mut buf).await?,
-            Some(previous) => {
-                let (eof, stored) = tokio::join!(reader.fill(&mut buf), previous);
-                let (hash, stored) = stored?;
-                segment_hashes.push(hash);
-                fragments.extend(stored);
-                eof?
-            }
-        };
+        let eof = jobs.drive(reader.fill(&mut buf)).await??;
         if segment == 0 && eof && buf.plain < inline_threshold {
             let cipher = cipher.clone();
             inline = Some(
@@ -343,6 +337,18 @@ pub(crate) async fn write_extent(
             );
             break;
         }
+        // One segment is encoded at a time, but the next one starts while the fragments of the
+        // previous are still being written: the CPU is not left idle for the disk's tail.
+        if let Some(previous) = encoded_rx.take() {
+            let _ = jobs.drive(previous).await?;
+        }
+        let (encoded, encoded_next) = oneshot::channel();
+        let (written, written_next) = oneshot::channel();
+        let signals = JobSignals {
+            encoded,
+            written,
+            previous_written: written_rx.replace(written_next),
+        };
         let job = SegmentJob {
             svc: svc.clone(),
             cipher: cipher.clone(),
@@ -352,16 +358,14 @@ pub(crate) async fn write_extent(
             seed: format!("{}/{segment}", w.placement_seed),
             written: guard.written.clone(),
         };
-        let stored = job.run(buf).boxed();
+        jobs.push(job.run(buf, signals).boxed()).await?;
+        encoded_rx = Some(encoded_next);
         if eof {
-            let (hash, stored) = stored.await?;
-            segment_hashes.push(hash);
-            fragments.extend(stored);
             break;
         }
-        pending = Some(stored);
         segment += 1;
     }
+    let (segment_hashes, fragments) = jobs.finish().await?;
     drop(reader);
     let digests = hasher.await?;
     verify(&digests, w.content_md5, w.checksum)?;
@@ -413,6 +417,69 @@ fn verify(
 /// its fragments.
 type StoredSegment = (FragmentHash, Vec<FragmentRecord>);
 
+/// The segment jobs of one upload still running, in segment order, and the results of those
+/// done. There are at most two: one encoding, and the one before it finishing its writes.
+#[derive(Default)]
+struct Jobs {
+    running: futures::stream::FuturesOrdered<BoxFuture<'static, Result<StoredSegment>>>,
+    segment_hashes: Vec<FragmentHash>,
+    fragments: Vec<FragmentRecord>,
+}
+
+impl Jobs {
+    /// Adds the next job once fewer than two are running.
+    async fn push(&mut self, job: BoxFuture<'static, Result<StoredSegment>>) -> Result<()> {
+        while self.running.len() >= 2 {
+            let stored = self.running.next().await.expect("not empty");
+            self.collect(stored)?;
+        }
+        self.running.push_back(job);
+        Ok(())
+    }
+
+    fn collect(&mut self, stored: Result<StoredSegment>) -> Result<()> {
+        let (hash, fragments) = stored?;
+        self.segment_hashes.push(hash);
+        self.fragments.extend(fragments);
+        Ok(())
+    }
+
+    /// Awaits `until` while the running jobs make progress; a job that fails fails the upload
+    /// at once.
+    async fn drive<T>(&mut self, until: impl Future<Output = T>) -> Result<T> {
+        let mut until = std::pin::pin!(until);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut until => return Ok(out),
+                Some(stored) = self.running.next(), if !self.running.is_empty() => {
+                    self.collect(stored)?;
+                }
+            }
+        }
+    }
+
+    /// Waits for every job; returns the segment hashes and fragments, in segment order.
+    async fn finish(mut self) -> Result<(Vec<FragmentHash>, Vec<FragmentRecord>)> {
+        while let Some(stored) = self.running.next().await {
+            self.collect(stored)?;
+        }
+        Ok((self.segment_hashes, self.fragments))
+    }
+}
+
+/// How consecutive segment jobs of an upload hand over. Each signal is a oneshot whose sender
+/// is dropped, never sent on, when the stage ends (or its job is dropped).
+struct JobSignals {
+    /// Held by the encoding thread.
+    encoded: oneshot::Sender<()>,
+    /// Held until every fragment of the segment is written.
+    written: oneshot::Sender<()>,
+    /// The previous segment's `written`: this segment's parity buffers are only taken once the
+    /// previous segment's are free, which bounds an upload to one parity set.
+    previous_written: Option<oneshot::Receiver<()>>,
+}
+
 /// Encodes and stores one segment.
 struct SegmentJob {
     svc: Arc<Inner>,
@@ -428,7 +495,12 @@ struct SegmentJob {
 type ReadyFragment = (usize, Bytes, FragmentHash);
 
 impl SegmentJob {
-    async fn run(self, buf: SegmentBuf) -> Result<StoredSegment> {
+    async fn run(self, buf: SegmentBuf, signals: JobSignals) -> Result<StoredSegment> {
+        let JobSignals {
+            encoded,
+            written,
+            previous_written,
+        } = signals;
         let (k, m) = (self.profile.k, self.profile.m);
         let ranked = self.svc.stores.rank(self.seed.as_bytes());
         if ranked.len() < k + m {
@@ -457,6 +529,7 @@ impl SegmentJob {
             m,
             fragment_size: self.profile.fragment_size,
             pool: self.svc.buffers.clone(),
+            previous_written,
         };
         // Fragments are written as soon as they are named, while the rest of the segment is
         // still being encoded: the data fragments go to disk during the parity computation.
@@ -464,6 +537,7 @@ impl SegmentJob {
         let encoding_slot = slot.clone();
         let compute = tokio::task::spawn_blocking(move || {
             let _slot = encoding_slot;
+            let _encoded = encoded;
             encoding.run(buf, &ready_tx)
         });
         let spare = AtomicUsize::new(k + m);
@@ -478,8 +552,10 @@ impl SegmentJob {
                 else => break,
             }
         }
+        drop(writes);
         let segment_hash = compute.await??;
         drop(slot); // encoded and written
+        drop(written); // the next segment may take its parity buffers
         fragments.sort_by_key(|f: &FragmentRecord| f.idx);
         Ok((segment_hash, fragments))
     }
@@ -530,6 +606,7 @@ struct Encoding {
     m: usize,
     fragment_size: usize,
     pool: BufferPool,
+    previous_written: Option<oneshot::Receiver<()>>,
 }
 
 impl Encoding {
@@ -539,7 +616,7 @@ impl Encoding {
     /// data fragments, computes the parity and hashes half of it; the other hashes the whole
     /// segment, then the other half of the parity.
     fn run(
-        self,
+        mut self,
         buf: SegmentBuf,
         ready: &tokio::sync::mpsc::UnboundedSender<ReadyFragment>,
     ) -> Result<FragmentHash> {
@@ -570,6 +647,10 @@ impl Encoding {
             let data: Vec<Bytes> = (0..k).map(|j| segment.slice(j * f..(j + 1) * f)).collect();
             name_and_send(0, &data);
             let views: Vec<&[u8]> = data.iter().map(|s| s.as_ref()).collect();
+            if let Some(previous) = self.previous_written.take() {
+                // Closed when the previous segment's fragments are written (or it failed).
+                let _ = previous.blocking_recv();
+            }
             // Every byte of the parity is written by the encoder: a reused buffer is not cleared.
             let mut parity: Vec<PooledBuf> = (0..m)
                 .map(|_| {
