@@ -148,9 +148,10 @@ impl ObjectService {
                 inflight: write::InFlight::default(),
                 segment_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
                 // Enough idle buffers for one upload of the default profile to cycle through
-                // (the segment being filled, the one being written, its parity).
+                // (the segment being filled, the one being encoded, the one before it still
+                // being written, one set of parity).
                 buffers: buffers::BufferPool::new(
-                    2 * profile.segment_size() as usize + profile.m * profile.fragment_size,
+                    3 * profile.segment_size() as usize + profile.m * profile.fragment_size,
                 ),
                 gc_wake: tokio::sync::Notify::new(),
                 settlement: std::sync::OnceLock::new(),
