@@ -80,7 +80,7 @@ pub enum StoreError {
         end: u64,
         len: u64,
     },
-    #[error("store {store}: I/O error")]
+    #[error("store {store}: {source}")]
     Io {
         store: String,
         #[source]
