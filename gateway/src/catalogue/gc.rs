@@ -39,12 +39,18 @@ impl Catalogue {
         Ok(row.is_some())
     }
 
-    pub async fn gc_done(&self, id: i64) -> Result<()> {
+    /// Removes handled entries from the queue, in one transaction (one log sync for a batch).
+    pub async fn gc_done_many(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut w = self.write().await?;
-        sqlx::query("DELETE FROM gc_queue WHERE id = $1")
-            .bind(id)
-            .execute(&mut *w.tx)
-            .await?;
+        for id in ids {
+            sqlx::query("DELETE FROM gc_queue WHERE id = $1")
+                .bind(id)
+                .execute(&mut *w.tx)
+                .await?;
+        }
         w.tx.commit().await?;
         Ok(())
     }

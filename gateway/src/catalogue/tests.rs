@@ -194,9 +194,8 @@ async fn objects_replace_and_collect(cat: &Catalogue) {
     let queued = cat.gc_batch(100).await.unwrap();
     assert_eq!(queued.len(), 24);
     assert!(!cat.fragment_referenced(hash(0), "s0").await.unwrap());
-    for e in &queued {
-        cat.gc_done(e.id).await.unwrap();
-    }
+    let ids: Vec<i64> = queued.iter().map(|e| e.id).collect();
+    cat.gc_done_many(&ids).await.unwrap();
     assert!(cat.gc_batch(100).await.unwrap().is_empty());
     assert_eq!(
         cat.delete_object("b", "k").await.unwrap(),

@@ -8,10 +8,27 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
+
 use super::{ObjectService, Result};
+use crate::catalogue::GcEntry;
 
 /// Queue entries handled per catalogue round trip.
 const DRAIN_BATCH: usize = 256;
+
+/// Queued fragments deleted from the stores at once.
+const DELETES_AT_ONCE: usize = 4;
+
+/// What became of one queued fragment.
+enum Outcome {
+    Deleted,
+    /// Still referenced (or about to be): only the queue entry goes.
+    Kept,
+    /// The store refused for good; the entry goes, the orphan sweep may retry.
+    Failed,
+    /// The store failed for now; the entry stays queued.
+    Retry,
+}
 
 /// What a GC pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,6 +45,10 @@ impl ObjectService {
     }
 
     /// Deletes every queued fragment that nothing references any more.
+    ///
+    /// A batch is deleted from the stores several at a time and taken off the queue in one
+    /// transaction: one catalogue commit per fragment (one log sync each) had the collector
+    /// fall behind sustained overwrites, and the disk filled with replaced data.
     pub async fn drain_gc_queue(&self) -> Result<GcReport> {
         let cat = &self.inner.catalogue;
         let mut report = GcReport::default();
@@ -36,30 +57,61 @@ impl ObjectService {
             if batch.is_empty() {
                 return Ok(report);
             }
-            for entry in batch {
-                if cat.fragment_referenced(entry.hash, &entry.store).await? {
-                    report.kept_referenced += 1;
-                } else if let Some(store) = self.inner.stores.by_id(&entry.store) {
-                    match store.delete(entry.hash).await {
-                        Ok(()) => report.deleted += 1,
-                        Err(e) if e.is_retryable() => {
-                            // Leave it queued for the next pass.
-                            tracing::warn!(store = %entry.store, error = %e, "gc delete failed");
-                            report.failed += 1;
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::warn!(store = %entry.store, error = %e, "gc delete failed for good");
-                            report.failed += 1;
-                        }
+            let outcomes: Vec<(i64, Result<Outcome>)> = futures::stream::iter(batch)
+                .map(|entry| async move { (entry.id, self.collect(&entry).await) })
+                .buffer_unordered(DELETES_AT_ONCE)
+                .collect()
+                .await;
+            let mut done = Vec::with_capacity(outcomes.len());
+            let mut retry = false;
+            for (id, outcome) in outcomes {
+                match outcome? {
+                    Outcome::Deleted => report.deleted += 1,
+                    Outcome::Kept => report.kept_referenced += 1,
+                    Outcome::Failed => report.failed += 1,
+                    Outcome::Retry => {
+                        // Left queued for the next pass.
+                        report.failed += 1;
+                        retry = true;
+                        continue;
                     }
                 }
-                cat.gc_done(entry.id).await?;
+                done.push(id);
             }
-            if report.failed > 0 {
+            cat.gc_done_many(&done).await?;
+            if retry {
                 return Ok(report);
             }
         }
+    }
+
+    /// Deletes one queued fragment unless something references it.
+    async fn collect(&self, entry: &GcEntry) -> Result<Outcome> {
+        // An upload in progress may be about to reference an identical fragment: leave it. If
+        // that upload fails instead, the orphan sweep collects the fragment.
+        if self.inner.inflight.contains(&entry.store, entry.hash)
+            || self
+                .inner
+                .catalogue
+                .fragment_referenced(entry.hash, &entry.store)
+                .await?
+        {
+            return Ok(Outcome::Kept);
+        }
+        let Some(store) = self.inner.stores.by_id(&entry.store) else {
+            return Ok(Outcome::Deleted); // the store is gone from the configuration
+        };
+        Ok(match store.delete(entry.hash).await {
+            Ok(()) => Outcome::Deleted,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(store = %entry.store, error = %e, "gc delete failed");
+                Outcome::Retry
+            }
+            Err(e) => {
+                tracing::warn!(store = %entry.store, error = %e, "gc delete failed for good");
+                Outcome::Failed
+            }
+        })
     }
 
     /// Aborts multipart uploads initiated longer ago than the configured limit; their parts are
