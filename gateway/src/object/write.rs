@@ -669,3 +669,173 @@ impl Encoding {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use futures::StreamExt;
+    use md5::Digest as _;
+
+    use crate::catalogue::ObjectMeta;
+    use crate::crypto::MasterKey;
+    use crate::object::{Caller, Error, ObjectService, PutObject, ServiceConfig};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{FragmentHash, FragmentStore, StoreError, StoreSet, StoredFragment};
+
+    const MIB: usize = 1024 * 1024;
+
+    /// A memory store whose writes fail once it holds `limit` fragments.
+    #[derive(Debug)]
+    struct FillsUp {
+        inner: MemoryStore,
+        limit: usize,
+        written: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl FragmentStore for FillsUp {
+        fn id(&self) -> &str {
+            self.inner.id()
+        }
+        async fn put(&self, hash: FragmentHash, data: Bytes) -> Result<(), StoreError> {
+            if self.written.fetch_add(1, Ordering::SeqCst) >= self.limit {
+                return Err(StoreError::Io {
+                    store: self.id().into(),
+                    source: std::io::Error::from_raw_os_error(28),
+                });
+            }
+            self.inner.put(hash, data).await
+        }
+        async fn get(
+            &self,
+            hash: FragmentHash,
+            range: Option<std::ops::Range<u64>>,
+        ) -> Result<Bytes, StoreError> {
+            self.inner.get(hash, range).await
+        }
+        async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError> {
+            self.inner.delete(hash).await
+        }
+        async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
+            self.inner.list().await
+        }
+        async fn health(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// A service on the 1+1 profile (4 MiB segments) over two stores, the second of which
+    /// fails after `limit` fragments.
+    async fn service(limit: usize) -> (tempfile::TempDir, ObjectService, Caller) {
+        let (dir, catalogue) = crate::catalogue::tests::sqlite_catalogue().await;
+        let stores: Vec<Arc<dyn FragmentStore>> = vec![
+            Arc::new(MemoryStore::new("m0")),
+            Arc::new(FillsUp {
+                inner: MemoryStore::new("m1"),
+                limit,
+                written: AtomicUsize::new(0),
+            }),
+        ];
+        let cfg = ServiceConfig {
+            default_profile: "1+1".into(),
+            ..ServiceConfig::default()
+        };
+        let svc = ObjectService::new(
+            catalogue,
+            StoreSet::new(stores),
+            MasterKey::from_bytes([1; 32]),
+            cfg,
+        )
+        .unwrap();
+        let caller = Caller {
+            user_id: "u1".into(),
+        };
+        svc.create_bucket(&caller, "test", None).await.unwrap();
+        (dir, svc, caller)
+    }
+
+    /// A body of `len` bytes arriving in 256 KiB frames, as from a network.
+    fn framed(len: usize) -> (Vec<u8>, crate::object::ByteStream) {
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
+        let frames: Vec<Result<Bytes, _>> = data
+            .chunks(256 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        (data, Box::pin(futures::stream::iter(frames)))
+    }
+
+    fn put(body: crate::object::ByteStream) -> PutObject {
+        PutObject {
+            bucket: "test".into(),
+            key: "k".into(),
+            meta: ObjectMeta::default(),
+            storage_class: None,
+            customer_key: None,
+            content_md5: None,
+            checksum: None,
+            body,
+            size_hint: None,
+        }
+    }
+
+    async fn stored(svc: &ObjectService) -> usize {
+        futures::future::join_all(svc.stores().all().map(|s| s.list()))
+            .await
+            .iter()
+            .map(|l| l.as_ref().unwrap().len())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn overlapping_segments_store_every_byte_in_order() {
+        let (_dir, svc, caller) = service(usize::MAX).await;
+        // Seven segments and a short tail: segments overlap (one encoding while the previous
+        // one is still being written) all the way through.
+        let (data, body) = framed(7 * 4 * MIB + 12_345);
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(60), svc.put_object(&caller, put(body)))
+                .await
+                .expect("the upload finishes")
+                .unwrap();
+        assert_eq!(outcome.etag, hex::encode(md5::Md5::digest(&data)));
+        let opened = svc.open_object(&caller, "test", "k", None).await.unwrap();
+        let mut read = Vec::with_capacity(data.len());
+        let mut stream = opened.read(0..data.len() as u64);
+        while let Some(chunk) = stream.next().await {
+            read.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(read == data, "the object reads back as written");
+        assert_eq!(stored(&svc).await, 16, "eight segments of 1+1 fragments");
+    }
+
+    #[tokio::test]
+    async fn a_store_failing_mid_upload_fails_it_and_leaves_nothing() {
+        // The second store takes three fragments, then refuses: the fourth segment fails while
+        // the fifth may already be encoding.
+        let (_dir, svc, caller) = service(3).await;
+        let (_, body) = framed(7 * 4 * MIB);
+        let result =
+            tokio::time::timeout(Duration::from_secs(60), svc.put_object(&caller, put(body)))
+                .await
+                .expect("a failing upload ends instead of hanging");
+        assert!(matches!(result, Err(Error::Store(_))), "{result:?}");
+        assert!(matches!(
+            svc.head_object(&caller, "test", "k", None).await,
+            Err(Error::NoSuchKey { .. })
+        ));
+        // The fragments it wrote are deleted in the background.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stored(&svc).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fragments left behind"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
