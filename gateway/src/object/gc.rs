@@ -218,7 +218,7 @@ mod tests {
 
     use crate::catalogue::ObjectMeta;
     use crate::object::ServiceConfig;
-    use crate::object::testing::{body, service};
+    use crate::object::testing::{body, service, stored_fragments};
 
     #[tokio::test]
     async fn abandoned_uploads_are_aborted_and_their_parts_collected() {
@@ -235,12 +235,11 @@ mod tests {
         svc.upload_part(&caller, "test", "k", &id, 1, None, None, None, body(part))
             .await
             .unwrap();
-        let stored: usize = futures::future::join_all(svc.stores().all().map(|s| s.list()))
-            .await
-            .iter()
-            .map(|l| l.as_ref().unwrap().len())
-            .sum();
-        assert_eq!(stored, 12, "one segment of 4+8 fragments");
+        assert_eq!(
+            stored_fragments(&svc).await,
+            12,
+            "one segment of 4+8 fragments"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(svc.abort_abandoned_uploads().await.unwrap(), 1);
         assert!(
@@ -292,11 +291,6 @@ mod tests {
             1,
             "only the orphan goes"
         );
-        let left: usize = futures::future::join_all(svc.stores().all().map(|s| s.list()))
-            .await
-            .iter()
-            .map(|l| l.as_ref().unwrap().len())
-            .sum();
-        assert_eq!(left, 12);
+        assert_eq!(stored_fragments(&svc).await, 12);
     }
 }

@@ -244,10 +244,18 @@ pub(crate) mod testing {
         stores: usize,
         cfg: ServiceConfig,
     ) -> (tempfile::TempDir, ObjectService, Caller) {
-        let (dir, catalogue) = crate::catalogue::tests::sqlite_catalogue().await;
         let stores = (0..stores)
             .map(|i| Arc::new(MemoryStore::new(format!("m{i}"))) as Arc<dyn FragmentStore>)
             .collect();
+        service_over(stores, cfg).await
+    }
+
+    /// The same over the given stores.
+    pub async fn service_over(
+        stores: Vec<Arc<dyn FragmentStore>>,
+        cfg: ServiceConfig,
+    ) -> (tempfile::TempDir, ObjectService, Caller) {
+        let (dir, catalogue) = crate::catalogue::tests::sqlite_catalogue().await;
         let svc = ObjectService::new(
             catalogue,
             StoreSet::new(stores),
@@ -264,5 +272,14 @@ pub(crate) mod testing {
 
     pub fn body(bytes: Vec<u8>) -> super::ByteStream {
         Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(bytes))]))
+    }
+
+    /// Fragments held by all the service's stores together.
+    pub async fn stored_fragments(svc: &ObjectService) -> usize {
+        futures::future::join_all(svc.stores().all().map(|s| s.list()))
+            .await
+            .iter()
+            .map(|l| l.as_ref().expect("store lists").len())
+            .sum()
     }
 }

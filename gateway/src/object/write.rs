@@ -682,10 +682,10 @@ mod tests {
     use md5::Digest as _;
 
     use crate::catalogue::ObjectMeta;
-    use crate::crypto::MasterKey;
+    use crate::object::testing::{service_over, stored_fragments};
     use crate::object::{Caller, Error, ObjectService, PutObject, ServiceConfig};
     use crate::store::memory::MemoryStore;
-    use crate::store::{FragmentHash, FragmentStore, StoreError, StoreSet, StoredFragment};
+    use crate::store::{FragmentHash, FragmentStore, StoreError, StoredFragment};
 
     const MIB: usize = 1024 * 1024;
 
@@ -732,7 +732,6 @@ mod tests {
     /// A service on the 1+1 profile (4 MiB segments) over two stores, the second of which
     /// fails after `limit` fragments.
     async fn service(limit: usize) -> (tempfile::TempDir, ObjectService, Caller) {
-        let (dir, catalogue) = crate::catalogue::tests::sqlite_catalogue().await;
         let stores: Vec<Arc<dyn FragmentStore>> = vec![
             Arc::new(MemoryStore::new("m0")),
             Arc::new(FillsUp {
@@ -745,18 +744,7 @@ mod tests {
             default_profile: "1+1".into(),
             ..ServiceConfig::default()
         };
-        let svc = ObjectService::new(
-            catalogue,
-            StoreSet::new(stores),
-            MasterKey::from_bytes([1; 32]),
-            cfg,
-        )
-        .unwrap();
-        let caller = Caller {
-            user_id: "u1".into(),
-        };
-        svc.create_bucket(&caller, "test", None).await.unwrap();
-        (dir, svc, caller)
+        service_over(stores, cfg).await
     }
 
     /// A body of `len` bytes arriving in 256 KiB frames, as from a network.
@@ -783,14 +771,6 @@ mod tests {
         }
     }
 
-    async fn stored(svc: &ObjectService) -> usize {
-        futures::future::join_all(svc.stores().all().map(|s| s.list()))
-            .await
-            .iter()
-            .map(|l| l.as_ref().unwrap().len())
-            .sum()
-    }
-
     #[tokio::test]
     async fn overlapping_segments_store_every_byte_in_order() {
         let (_dir, svc, caller) = service(usize::MAX).await;
@@ -810,7 +790,11 @@ mod tests {
             read.extend_from_slice(&chunk.unwrap());
         }
         assert!(read == data, "the object reads back as written");
-        assert_eq!(stored(&svc).await, 16, "eight segments of 1+1 fragments");
+        assert_eq!(
+            stored_fragments(&svc).await,
+            16,
+            "eight segments of 1+1 fragments"
+        );
     }
 
     #[tokio::test]
@@ -830,7 +814,7 @@ mod tests {
         ));
         // The fragments it wrote are deleted in the background.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while stored(&svc).await > 0 {
+        while stored_fragments(&svc).await > 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "fragments left behind"
