@@ -28,6 +28,8 @@ enum Outcome {
     Failed,
     /// The store failed for now; the entry stays queued.
     Retry,
+    /// The store is no longer configured: nothing to delete, the entry goes.
+    StoreGone,
 }
 
 /// What a GC pass did.
@@ -69,6 +71,7 @@ impl ObjectService {
                     Outcome::Deleted => report.deleted += 1,
                     Outcome::Kept => report.kept_referenced += 1,
                     Outcome::Failed => report.failed += 1,
+                    Outcome::StoreGone => {}
                     Outcome::Retry => {
                         // Left queued for the next pass.
                         report.failed += 1;
@@ -99,7 +102,7 @@ impl ObjectService {
             return Ok(Outcome::Kept);
         }
         let Some(store) = self.inner.stores.by_id(&entry.store) else {
-            return Ok(Outcome::Deleted); // the store is gone from the configuration
+            return Ok(Outcome::StoreGone);
         };
         Ok(match store.delete(entry.hash).await {
             Ok(()) => Outcome::Deleted,
