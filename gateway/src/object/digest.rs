@@ -1,13 +1,14 @@
 //! Digests of the plaintext: the MD5 behind ETags and Content-MD5, and the `x-amz-checksum-*`
 //! family (CRC32, CRC32C, CRC64NVME, SHA1, SHA256).
 
+use super::{Error, Result};
+use crate::catalogue::Checksum;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use crc_fast::{CrcAlgorithm, Digest as CrcDigest};
-use md5::{Digest as _, Md5};
 
-use super::{Error, Result};
-use crate::catalogue::Checksum;
+mod md5;
+pub use self::md5::Md5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChecksumAlgorithm {
@@ -143,7 +144,7 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Digests {
-        let md5: [u8; 16] = self.md5.finalize().into();
+        let md5 = self.md5.finalize();
         let checksum = self.checksum.map(|(algorithm, state)| {
             let bytes = match state {
                 State::Crc(d) => {
@@ -173,9 +174,9 @@ impl Hasher {
 pub fn multipart_etag(part_md5_hex: &[String]) -> String {
     let mut h = Md5::new();
     for p in part_md5_hex {
-        h.update(hex::decode(p).unwrap_or_default());
+        h.update(&hex::decode(p).unwrap_or_default());
     }
-    let digest: [u8; 16] = h.finalize().into();
+    let digest = h.finalize();
     format!("{}-{}", hex::encode(digest), part_md5_hex.len())
 }
 

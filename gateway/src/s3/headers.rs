@@ -3,11 +3,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use md5::{Digest as _, Md5};
 use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
 use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
 
 use crate::catalogue::{ObjectMeta, ObjectRecord};
+use crate::object::digest::Md5;
 use crate::object::{ChecksumAlgorithm, ChecksumExpectation, CustomerKey};
 
 /// The SSE-C triple, validated: algorithm AES256, a 256-bit key, and its MD5.
@@ -38,7 +38,7 @@ pub fn customer_key(
     let key: [u8; 32] = bytes
         .try_into()
         .map_err(|_| s3_error!(InvalidArgument, "the SSE-C key must be 256 bits"))?;
-    let digest: [u8; 16] = Md5::digest(key).into();
+    let digest = Md5::digest(&key);
     if B64.encode(digest) != key_md5 {
         return Err(s3_error!(
             InvalidArgument,
