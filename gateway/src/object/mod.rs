@@ -147,11 +147,10 @@ impl ObjectService {
                 cfg,
                 inflight: write::InFlight::default(),
                 segment_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
-                // Enough idle buffers for one upload of the default profile to cycle through
-                // (the segment being filled, the one being encoded, the one before it still
-                // being written, one set of parity).
+                // Enough idle buffers for one upload of the default profile to cycle through:
+                // its memory budget of two segments and one set of parity (see `write`).
                 buffers: buffers::BufferPool::new(
-                    3 * profile.segment_size() as usize + profile.m * profile.fragment_size,
+                    2 * profile.segment_size() as usize + profile.m * profile.fragment_size,
                 ),
                 gc_wake: tokio::sync::Notify::new(),
                 settlement: std::sync::OnceLock::new(),
