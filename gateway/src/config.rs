@@ -147,6 +147,9 @@ pub struct LimitsConfig {
     pub inline_threshold: usize,
     /// Segments encoded or written at once across all uploads (each up to k+m fragments).
     pub max_segments_in_flight: usize,
+    /// MiB of segment and parity buffers all uploads may hold together; an upload that finds no
+    /// room reads no more of its body until some is free. Half is for segments, half for parity.
+    pub upload_buffer_mib: usize,
     /// Milliseconds a fragment read may take before the segment is rebuilt from other fragments.
     pub fragment_read_timeout_ms: u64,
 }
@@ -210,6 +213,7 @@ impl Default for LimitsConfig {
         Self {
             inline_threshold: 128 * 1024,
             max_segments_in_flight: 4,
+            upload_buffer_mib: 256,
             fragment_read_timeout_ms: 5000,
         }
     }
@@ -374,6 +378,9 @@ impl Config {
                 "limits.max_segments_in_flight",
                 "must be at least 1",
             ));
+        }
+        if self.limits.upload_buffer_mib == 0 {
+            return Err(invalid("limits.upload_buffer_mib", "must be at least 1"));
         }
         if self.root_access_key.is_some()
             != (self.root_secret_key.is_some() || self.root_secret_key_file.is_some())

@@ -3,6 +3,7 @@
 //! (encryption, erasure coding, fragment stores).
 
 mod buckets;
+mod budget;
 mod buffers;
 pub mod digest;
 mod error;
@@ -73,8 +74,10 @@ pub struct ServiceConfig {
     pub inline_threshold: usize,
     /// `x-amz-storage-class` value -> erasure profile. STANDARD always means the bucket's profile.
     pub storage_classes: BTreeMap<String, String>,
-    /// Segments being encoded or written at once, over all uploads: bounds upload memory.
+    /// Segments being encoded or written at once, over all uploads: bounds the CPU uploads take.
     pub max_segments_in_flight: usize,
+    /// Memory for the segment and parity buffers of all uploads together, in bytes.
+    pub upload_buffer_bytes: usize,
     /// Unreferenced fragments younger than this are left alone by the periodic sweep (another
     /// gateway sharing the catalogue may still be writing them).
     pub gc_grace: Duration,
@@ -94,6 +97,7 @@ impl Default for ServiceConfig {
                 "4+2".to_string(),
             )]),
             max_segments_in_flight: 4,
+            upload_buffer_bytes: 256 * 1024 * 1024,
             gc_grace: Duration::from_secs(24 * 3600),
             abandoned_upload_after: Duration::from_secs(7 * 24 * 3600),
             fragment_read_timeout: Duration::from_secs(5),
@@ -112,6 +116,8 @@ struct Inner {
     segment_slots: Arc<tokio::sync::Semaphore>,
     /// Segment and fragment buffers of uploads, reused.
     buffers: buffers::BufferPool,
+    /// How much of those all uploads may hold at once.
+    upload_memory: budget::UploadMemory,
     gc_wake: tokio::sync::Notify,
     /// Settlement of storage orders; unset in tests that do not need a chain.
     settlement: std::sync::OnceLock<Arc<Settlement>>,
@@ -138,6 +144,7 @@ impl ObjectService {
             });
         }
         let slots = cfg.max_segments_in_flight.max(1);
+        let upload_memory = budget::UploadMemory::new(cfg.upload_buffer_bytes);
         Ok(Self {
             inner: Arc::new(Inner {
                 catalogue,
@@ -152,6 +159,7 @@ impl ObjectService {
                 buffers: buffers::BufferPool::new(
                     2 * profile.segment_size() as usize + profile.m * profile.fragment_size,
                 ),
+                upload_memory,
                 gc_wake: tokio::sync::Notify::new(),
                 settlement: std::sync::OnceLock::new(),
             }),

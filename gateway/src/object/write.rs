@@ -1,7 +1,7 @@
 //! The upload pipeline: body -> digests -> sealed chunks -> segments -> Reed-Solomon fragments
 //! -> fragment stores. Segments overlap: one is filled from the network while the one before it
 //! is encoded, and while the fragments of the one before that are still being written. The
-//! upload's [`MemoryBudget`] caps what they hold together at two segments and one set of parity.
+//! upload's [`UploadBudget`] caps what they hold together at two segments and one set of parity.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::oneshot;
 
+use super::budget::{Hold, UploadBudget};
 use super::buffers::{BufferPool, PooledBuf};
 use super::digest::{ChecksumExpectation, Digests, Hasher};
 use super::{ByteStream, Error, Inner, Result};
@@ -125,58 +126,8 @@ impl Drop for WriteGuard {
     }
 }
 
-/// The segment and parity buffers one upload may hold at once: two segments (one being filled,
-/// one being encoded) and one set of parity fragments. Kept apart, not as one sum of bytes: the
-/// buffer pool reuses a buffer only for its own size, so lending a segment the room parity had
-/// just freed would map a third segment buffer all the same.
-///
-/// A share comes back when the memory it stands for is done with: a segment's once it is encoded
-/// and all its data fragments are written, a parity fragment's once that fragment is written.
-/// Not when the bytes are dropped: a store may keep them, and the upload would then wait forever.
-/// Without the cap a fast network had a third segment filled while the one before the last was
-/// still being written, and a 10 GiB upload peaked 40 MiB higher for no gain in throughput.
-#[derive(Clone)]
-struct MemoryBudget {
-    segments: Arc<Semaphore>,
-    parity: Arc<Semaphore>,
-    m: u32,
-}
-
-impl MemoryBudget {
-    fn new(profile: &Profile) -> Self {
-        Self {
-            segments: Arc::new(Semaphore::new(2)),
-            parity: Arc::new(Semaphore::new(profile.m)),
-            m: profile.m as u32,
-        }
-    }
-
-    /// A segment's share; waits while two segments are held.
-    async fn segment(&self) -> OwnedSemaphorePermit {
-        self.segments
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed")
-    }
-
-    /// One share per parity fragment, taken together; waits (blocking the calling thread, an
-    /// encoding thread) while the previous segment's parity is still held.
-    fn parity_blocking(&self) -> Vec<OwnedSemaphorePermit> {
-        let wanted = self.parity.clone().acquire_many_owned(self.m);
-        let mut all = tokio::runtime::Handle::current()
-            .block_on(wanted)
-            .expect("semaphore never closed");
-        let mut shares: Vec<_> = (1..self.m)
-            .map(|_| all.split(1).expect("m permits"))
-            .collect();
-        shares.push(all);
-        shares
-    }
-}
-
-/// A budget share held by whoever still needs the memory it stands for.
-type Share = Option<Arc<OwnedSemaphorePermit>>;
+/// Upload memory held by whoever still needs the buffer it stands for.
+type Share = Option<Arc<Hold>>;
 
 /// Plaintext of (at most) one segment, laid out as sealed chunks will be: chunk `i` at
 /// `i * CIPHER_CHUNK`, with room for its tag after it. Sealing then happens in place.
@@ -185,8 +136,8 @@ struct SegmentBuf {
     plain: usize,
     chunk_fill: usize,
     capacity: usize,
-    /// The segment's share of the upload's budget, taken before it moves into a pooled buffer.
-    share: Option<OwnedSemaphorePermit>,
+    /// The segment's upload memory, taken before it moves into a pooled buffer.
+    share: Option<Hold>,
 }
 
 impl SegmentBuf {
@@ -314,7 +265,7 @@ struct Reader {
     max_len: u64,
     inline_limit: usize,
     pool: BufferPool,
-    budget: MemoryBudget,
+    budget: UploadBudget,
 }
 
 impl Reader {
@@ -379,7 +330,7 @@ pub(crate) async fn write_extent(
         max_len: w.max_len,
         inline_limit: inline_threshold,
         pool: svc.buffers.clone(),
-        budget: MemoryBudget::new(&w.profile),
+        budget: svc.upload_memory.budget(&w.profile),
     };
     // Keeps recycled segment buffers around while this upload runs.
     let _pool_user = svc.buffers.user();
@@ -558,7 +509,7 @@ impl SegmentJob {
         self,
         buf: SegmentBuf,
         encoded: oneshot::Sender<()>,
-        budget: MemoryBudget,
+        budget: UploadBudget,
     ) -> Result<StoredSegment> {
         let (k, m) = (self.profile.k, self.profile.m);
         let ranked = self.svc.stores.rank(self.seed.as_bytes());
@@ -685,7 +636,7 @@ struct Encoding {
     m: usize,
     fragment_size: usize,
     pool: BufferPool,
-    budget: MemoryBudget,
+    budget: UploadBudget,
 }
 
 impl Encoding {
@@ -776,7 +727,7 @@ mod tests {
 
     use crate::catalogue::ObjectMeta;
     use crate::object::testing::{service_over, stored_fragments};
-    use crate::object::{Caller, Error, ObjectService, PutObject, ServiceConfig};
+    use crate::object::{ByteStream, Caller, Error, ObjectService, PutObject, ServiceConfig};
     use crate::store::memory::MemoryStore;
     use crate::store::{FragmentHash, FragmentStore, StoreError, StoredFragment};
 
@@ -827,13 +778,15 @@ mod tests {
     /// A service on the 1+1 profile (4 MiB segments) over two stores, the second of which
     /// fails after `limit` fragments.
     async fn service(limit: usize) -> (tempfile::TempDir, ObjectService, Caller) {
-        service_gated(limit, Arc::new(Semaphore::new(Semaphore::MAX_PERMITS))).await
+        let open = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
+        service_gated(limit, open, ServiceConfig::default()).await
     }
 
-    /// The same, with every write waiting for a permit of `gate`.
+    /// The same from `cfg`, with every write waiting for a permit of `gate`.
     async fn service_gated(
         limit: usize,
         gate: Arc<Semaphore>,
+        cfg: ServiceConfig,
     ) -> (tempfile::TempDir, ObjectService, Caller) {
         let store = |id: &str, limit: usize| -> Arc<dyn FragmentStore> {
             Arc::new(TestStore {
@@ -846,13 +799,13 @@ mod tests {
         let stores = vec![store("m0", usize::MAX), store("m1", limit)];
         let cfg = ServiceConfig {
             default_profile: "1+1".into(),
-            ..ServiceConfig::default()
+            ..cfg
         };
         service_over(stores, cfg).await
     }
 
     /// A body of `len` bytes arriving in 256 KiB frames, as from a network.
-    fn framed(len: usize) -> (Vec<u8>, crate::object::ByteStream) {
+    fn framed(len: usize) -> (Vec<u8>, ByteStream) {
         let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
         let frames: Vec<Result<Bytes, _>> = data
             .chunks(256 * 1024)
@@ -861,10 +814,39 @@ mod tests {
         (data, Box::pin(futures::stream::iter(frames)))
     }
 
-    fn put(body: crate::object::ByteStream) -> PutObject {
+    /// `body`, adding the length of every frame read from it to `pulled`.
+    fn counted(body: ByteStream, pulled: &Arc<AtomicUsize>) -> ByteStream {
+        let pulled = pulled.clone();
+        Box::pin(body.inspect(move |frame| {
+            if let Ok(b) = frame {
+                pulled.fetch_add(b.len(), Ordering::SeqCst);
+            }
+        }))
+    }
+
+    /// Waits until at least `least` bytes have been pulled and no more are; returns how many.
+    async fn pulled_until_still(pulled: &AtomicUsize, least: usize) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = pulled.load(Ordering::SeqCst);
+            if now >= least && now == last {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "read {now} bytes");
+            last = now;
+        }
+    }
+
+    fn put(body: ByteStream) -> PutObject {
+        put_as("k", body)
+    }
+
+    fn put_as(key: &str, body: ByteStream) -> PutObject {
         PutObject {
             bucket: "test".into(),
-            key: "k".into(),
+            key: key.into(),
             meta: ObjectMeta::default(),
             storage_class: None,
             customer_key: None,
@@ -932,31 +914,17 @@ mod tests {
     #[tokio::test]
     async fn stalled_stores_stop_the_body_at_two_segments() {
         let gate = Arc::new(Semaphore::new(0));
-        let (_dir, svc, caller) = service_gated(usize::MAX, gate.clone()).await;
+        let (_dir, svc, caller) =
+            service_gated(usize::MAX, gate.clone(), ServiceConfig::default()).await;
         let (data, body) = framed(6 * 4 * MIB);
         let pulled = Arc::new(AtomicUsize::new(0));
-        let counter = pulled.clone();
-        let body = Box::pin(body.inspect(move |frame| {
-            if let Ok(b) = frame {
-                counter.fetch_add(b.len(), Ordering::SeqCst);
-            }
-        }));
+        let body = counted(body, &pulled);
         let upload = tokio::spawn({
             let svc = svc.clone();
             async move { svc.put_object(&caller, put(body)).await }
         });
         // Two segments are read without waiting; then reading must stop.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let mut last = 0;
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let now = pulled.load(Ordering::SeqCst);
-            if now >= 2 * 4 * MIB && now == last {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "read {now} bytes");
-            last = now;
-        }
+        let last = pulled_until_still(&pulled, 2 * 4 * MIB).await;
         assert!(
             last <= 2 * 4 * MIB + 256 * 1024,
             "{last} bytes read while no fragment could be written"
@@ -968,5 +936,43 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(outcome.etag, hex::encode(md5::Md5::digest(&data)));
+    }
+
+    /// Uploads share the gateway's upload memory: with room for one segment and one parity set
+    /// of the 1+1 profile, and every store stalled, two uploads read one segment between them.
+    #[tokio::test]
+    async fn uploads_share_the_gateway_upload_memory() {
+        let gate = Arc::new(Semaphore::new(0));
+        let cfg = ServiceConfig {
+            upload_buffer_bytes: 8 * MIB,
+            ..ServiceConfig::default()
+        };
+        let (_dir, svc, caller) = service_gated(usize::MAX, gate.clone(), cfg).await;
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let mut uploads = Vec::new();
+        for key in ["a", "b"] {
+            let (data, body) = framed(3 * 4 * MIB);
+            let body = counted(body, &pulled);
+            let (svc, caller) = (svc.clone(), caller.clone());
+            let upload =
+                tokio::spawn(async move { svc.put_object(&caller, put_as(key, body)).await });
+            uploads.push((data, upload));
+        }
+        let last = pulled_until_still(&pulled, 4 * MIB).await;
+        // One segment, the frame that found no room for the next, and the other upload's first
+        // frame, which found none for its first segment.
+        assert!(
+            last <= 4 * MIB + 2 * 256 * 1024,
+            "{last} bytes read with room for one segment"
+        );
+        gate.add_permits(1 << 20);
+        for (data, upload) in uploads {
+            let outcome = tokio::time::timeout(Duration::from_secs(60), upload)
+                .await
+                .expect("both uploads finish once the stores move")
+                .unwrap()
+                .unwrap();
+            assert_eq!(outcome.etag, hex::encode(md5::Md5::digest(&data)));
+        }
     }
 }
