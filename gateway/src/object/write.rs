@@ -687,7 +687,8 @@ impl Encoding {
             let held = data.iter().map(|d| (d.clone(), segment_share.clone()));
             name_and_send(0, held.collect());
             let views: Vec<&[u8]> = data.iter().map(|s| s.as_ref()).collect();
-            // Waits while the previous segment's parity is still being written.
+            // Waits while the previous segment's parity is still being written, or while other
+            // uploads hold all of the gateway's room for parity.
             let shares = self.budget.parity_blocking();
             // Every byte of the parity is written by the encoder: a reused buffer is not cleared.
             let mut parity: Vec<PooledBuf> = (0..m)
