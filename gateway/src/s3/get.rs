@@ -131,7 +131,7 @@ impl DeossS3 {
         out.body = Some(StreamingBlob::new(Body(body)));
         let mut resp = S3Response::new(out);
         self.settlement_headers(&record.version_id, &mut resp.headers)
-            .await?;
+            .await;
         Ok(resp)
     }
 
@@ -191,18 +191,20 @@ impl DeossS3 {
         }
         let mut resp = S3Response::new(out);
         self.settlement_headers(&record.version_id, &mut resp.headers)
-            .await?;
+            .await;
         Ok(resp)
     }
 
     /// `x-deoss-fid` and `x-deoss-settlement`: the object's storage order and where it stands.
-    async fn settlement_headers(
-        &self,
-        version_id: &str,
-        headers: &mut http::HeaderMap,
-    ) -> S3Result<()> {
-        let Some(row) = self.svc.object_settlement(version_id).await.or_s3()? else {
-            return Ok(());
+    /// They only inform: if the lookup fails, the object is still served, without them.
+    async fn settlement_headers(&self, version_id: &str, headers: &mut http::HeaderMap) {
+        let row = match self.svc.object_settlement(version_id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(version_id, error = %e, "settlement lookup failed; headers left out");
+                return;
+            }
         };
         if let Some(fid) = &row.fid
             && let Ok(v) = http::HeaderValue::from_str(fid)
@@ -223,7 +225,6 @@ impl DeossS3 {
         if let Ok(v) = http::HeaderValue::from_str(&visible) {
             headers.insert(SETTLEMENT_HEADER, v);
         }
-        Ok(())
     }
 }
 
