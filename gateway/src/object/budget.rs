@@ -81,10 +81,12 @@ impl UploadBudget {
     /// Room for a segment; waits while the upload holds two, or the gateway has none.
     pub(crate) async fn segment(&self) -> Hold {
         let upload = self.segments.clone().acquire_owned().await;
-        let shared = (self.shared.segments_kib.clone()).acquire_many_owned(self.segment_kib);
+        let upload = upload.expect("semaphore never closed");
+        let shared = self.shared.segments_kib.clone();
+        let shared = shared.acquire_many_owned(self.segment_kib).await;
         Hold {
-            _upload: upload.expect("semaphore never closed"),
-            _shared: shared.await.expect("semaphore never closed"),
+            _upload: upload,
+            _shared: shared.expect("semaphore never closed"),
         }
     }
 
@@ -96,8 +98,9 @@ impl UploadBudget {
         let upload = runtime
             .block_on(self.parity.clone().acquire_many_owned(self.m))
             .expect("semaphore never closed");
+        let shared = self.shared.parity_kib.clone();
         let shared = runtime
-            .block_on((self.shared.parity_kib.clone()).acquire_many_owned(self.parity_kib))
+            .block_on(shared.acquire_many_owned(self.parity_kib))
             .expect("semaphore never closed");
         split_evenly(upload, self.m as usize)
             .into_iter()
