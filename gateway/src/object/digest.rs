@@ -1,11 +1,12 @@
 //! Digests of the plaintext: the MD5 behind ETags and Content-MD5, and the `x-amz-checksum-*`
 //! family (CRC32, CRC32C, CRC64NVME, SHA1, SHA256).
 
-use super::{Error, Result};
-use crate::catalogue::Checksum;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use crc_fast::{CrcAlgorithm, Digest as CrcDigest};
+
+use super::{Error, Result};
+use crate::catalogue::Checksum;
 
 mod md5;
 pub use self::md5::Md5;
