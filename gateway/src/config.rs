@@ -586,6 +586,20 @@ mod tests {
     }
 
     #[test]
+    fn upload_memory_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deoss.toml");
+        std::fs::write(&path, "[limits]\nupload_buffer_mib = 64\n").unwrap();
+        let c = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(c.limits.upload_buffer_mib, 64);
+        std::fs::write(&path, "[limits]\nupload_buffer_mib = 0\n").unwrap();
+        let err = Config::load(Some(&path), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.upload_buffer_mib"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let bad = |o: Overrides| Config::load(None, o).unwrap_err().to_string();
         assert!(
