@@ -18,23 +18,42 @@ use crate::types::AccountId;
 const TIMESTAMP_NOW_KEY: &str =
     "0xf0c365c3cf59d671eb72da0e7a4113c49f1f0515f462cdcf84e0f1d6045dfcbb";
 
-/// The Chopsticks install named by `DEOSS_CHOPSTICKS_DIR`; `None` (with a skip message) when it
-/// is unset, a panic when it is unset and `CI=true`.
-pub fn chopsticks_dir() -> Option<PathBuf> {
-    match std::env::var_os("DEOSS_CHOPSTICKS_DIR") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None if std::env::var("CI").as_deref() == Ok("true") => panic!(
-            "CI=true but DEOSS_CHOPSTICKS_DIR is not set: run deploy/chain/install-chopsticks.sh \
-             and export DEOSS_CHOPSTICKS_DIR"
-        ),
-        None => {
-            eprintln!(
-                "SKIPPED: Chopsticks tests need DEOSS_CHOPSTICKS_DIR (run \
-                 deploy/chain/install-chopsticks.sh and export DEOSS_CHOPSTICKS_DIR=<its output>)"
-            );
-            None
+/// Reports a test that cannot run because a real component it needs is missing. Under
+/// `CI=true` that is a failure (panics). Otherwise the test is skipped loudly: `SKIPPED: ...` on
+/// stderr, and a line in the file `DEOSS_SKIP_LOG` names, which the test script prints at the
+/// end (libtest hides what passing tests print).
+pub fn skip(why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true, but a test cannot run: {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    if let Some(log) = std::env::var_os("DEOSS_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!(
+            "{}: {why}\n",
+            std::thread::current().name().unwrap_or("a test")
+        );
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = f.write_all(line.as_bytes());
         }
     }
+}
+
+/// The Chopsticks install named by `DEOSS_CHOPSTICKS_DIR`; `None` (a loud skip, see [`skip`])
+/// when it is unset, a panic when it is unset and `CI=true`.
+pub fn chopsticks_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("DEOSS_CHOPSTICKS_DIR").map(PathBuf::from);
+    if dir.is_none() {
+        skip(
+            "Chopsticks tests need DEOSS_CHOPSTICKS_DIR (run deploy/chain/install-chopsticks.sh \
+             and export DEOSS_CHOPSTICKS_DIR=<its output>)",
+        );
+    }
+    dir
 }
 
 /// The testnet chain spec shipped next to the repository.

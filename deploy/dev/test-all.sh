@@ -46,8 +46,11 @@ run_pg() {
 }
 
 if [ -z "${DEOSS_TEST_POSTGRES_URL:-}" ]; then
-    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-    if [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; then
+    # The newest PostgreSQL whose server is installed (a leftover directory of an older
+    # version's client has no initdb).
+    initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 || true)
+    pg_bin=${initdb%/initdb}
+    if [ -n "$initdb" ] && [ -x "$initdb" ]; then
         pg_dir=$(mktemp -d /tmp/deoss-pg.XXXXXX)
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
@@ -65,5 +68,16 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# Tests that cannot run here (a real component missing) say so in this file; they fail instead
+# under CI=true.
+export DEOSS_SKIP_LOG="${DEOSS_SKIP_LOG:-$(mktemp /tmp/deoss-skipped.XXXXXX)}"
+: >"$DEOSS_SKIP_LOG"
+
 echo "== cargo test"
-cargo test --workspace
+status=0
+cargo test --workspace || status=$?
+if [ -s "$DEOSS_SKIP_LOG" ]; then
+    echo "== SKIPPED (a real component was missing):"
+    sort -u "$DEOSS_SKIP_LOG" | sed 's/^/   /'
+fi
+exit "$status"

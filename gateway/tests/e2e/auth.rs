@@ -127,15 +127,14 @@ async fn unsigned_wrongly_signed_and_sigv2_requests_are_refused() {
     );
     let anon_put = raw_request(server.addr, "PUT", "/locked/new", &[], b"data").await;
     assert_eq!(anon_put.status, 403);
-    assert!(
-        s3.head_object()
-            .bucket("locked")
-            .key("new")
-            .send()
-            .await
-            .is_err(),
-        "nothing was stored"
-    );
+    let missing = s3
+        .head_object()
+        .bucket("locked")
+        .key("new")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&missing), 404, "nothing was stored");
 
     let v2 = raw_request(
         server.addr,

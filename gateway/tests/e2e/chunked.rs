@@ -4,7 +4,7 @@
 use ring::digest::{SHA256, digest};
 use ring::hmac;
 
-use crate::harness::{ROOT_AK, ROOT_SK, Server, data, raw_request};
+use crate::harness::{ROOT_AK, ROOT_SK, Server, data, raw_request, status};
 
 const REGION: &str = "us-east-1";
 const STREAMING: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
@@ -146,13 +146,12 @@ async fn signed_chunk_uploads_are_verified() {
         "{}",
         resp.text()
     );
-    assert!(
-        s3.head_object()
-            .bucket("chunked")
-            .key("tampered")
-            .send()
-            .await
-            .is_err(),
-        "nothing was stored"
-    );
+    let missing = s3
+        .head_object()
+        .bucket("chunked")
+        .key("tampered")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&missing), 404, "nothing was stored");
 }

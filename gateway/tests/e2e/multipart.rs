@@ -81,6 +81,25 @@ async fn multipart_upload_complete_and_read() {
         .unwrap();
     assert_eq!(page.is_truncated(), Some(true));
     assert_eq!(page.next_part_number_marker(), Some("2"));
+    let page2 = s3
+        .list_parts()
+        .bucket("mpu")
+        .key("big.bin")
+        .upload_id(&upload_id)
+        .max_parts(2)
+        .part_number_marker("2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        page2
+            .parts()
+            .iter()
+            .map(|p| p.part_number().unwrap())
+            .collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!(page2.is_truncated(), Some(false));
 
     let uploads = s3
         .list_multipart_uploads()

@@ -370,13 +370,18 @@ async fn conditional_reads() {
     let before = DateTime::from_secs(modified.secs() - 3600);
     let after = DateTime::from_secs(modified.secs() + 3600);
 
-    s3.get_object()
+    let ok = s3
+        .get_object()
         .bucket("cond")
         .key("k")
         .if_match(&etag)
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        ok.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"conditional"
+    );
     let err = s3
         .get_object()
         .bucket("cond")
@@ -396,13 +401,18 @@ async fn conditional_reads() {
         .await
         .unwrap_err();
     assert_eq!(status(&err), 304);
-    s3.get_object()
+    let ok = s3
+        .get_object()
         .bucket("cond")
         .key("k")
         .if_none_match("\"other\"")
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        ok.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"conditional"
+    );
     let err = s3
         .get_object()
         .bucket("cond")
@@ -412,13 +422,18 @@ async fn conditional_reads() {
         .await
         .unwrap_err();
     assert_eq!(status(&err), 304);
-    s3.get_object()
+    let ok = s3
+        .get_object()
         .bucket("cond")
         .key("k")
         .if_modified_since(before)
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        ok.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"conditional"
+    );
     let err = s3
         .get_object()
         .bucket("cond")
@@ -428,15 +443,21 @@ async fn conditional_reads() {
         .await
         .unwrap_err();
     assert_eq!(status(&err), 412);
-    s3.get_object()
+    let ok = s3
+        .get_object()
         .bucket("cond")
         .key("k")
         .if_unmodified_since(after)
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        ok.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"conditional"
+    );
     // If-Match that holds wins over a failing If-Unmodified-Since (RFC 9110 order).
-    s3.get_object()
+    let ok = s3
+        .get_object()
         .bucket("cond")
         .key("k")
         .if_match(&etag)
@@ -444,6 +465,10 @@ async fn conditional_reads() {
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        ok.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"conditional"
+    );
     let err = s3
         .head_object()
         .bucket("cond")

@@ -7,11 +7,9 @@ use crate::harness::{Server, data};
 /// A fresh database on the test server, or `None` (a skip) when none is configured outside CI.
 async fn fresh_database() -> Option<String> {
     let Ok(admin_url) = std::env::var("DEOSS_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true needs DEOSS_TEST_POSTGRES_URL"
+        deoss_chain_client::testkit::skip(
+            "the gateway on PostgreSQL needs DEOSS_TEST_POSTGRES_URL (a PostgreSQL server)",
         );
-        eprintln!("skipping: DEOSS_TEST_POSTGRES_URL is not set");
         return None;
     };
     sqlx::any::install_default_drivers();
