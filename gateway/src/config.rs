@@ -165,6 +165,10 @@ pub struct GcConfig {
     pub grace_secs: u64,
     /// Multipart uploads older than this are aborted and their parts collected.
     pub abandoned_upload_secs: u64,
+    /// Replaced or deleted data stays this long before it is collected, for reads through other
+    /// gateways sharing a PostgreSQL catalogue (this gateway's own reads hold leases instead).
+    /// Unset: 0 with SQLite, 300 with PostgreSQL.
+    pub read_grace_secs: Option<u64>,
 }
 
 impl Default for Config {
@@ -226,6 +230,7 @@ impl Default for GcConfig {
             sweep_interval_secs: 3600,
             grace_secs: 24 * 3600,
             abandoned_upload_secs: 7 * 24 * 3600,
+            read_grace_secs: None,
         }
     }
 }

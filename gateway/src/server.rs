@@ -107,6 +107,12 @@ impl Gateway {
             max_segments_in_flight: config.limits.max_segments_in_flight,
             upload_buffer_bytes: config.limits.upload_buffer_mib.saturating_mul(1024 * 1024),
             gc_grace: Duration::from_secs(config.gc.grace_secs),
+            gc_read_grace: Duration::from_secs(config.gc.read_grace_secs.unwrap_or(
+                match catalogue.backend() {
+                    Backend::Sqlite => 0,
+                    Backend::Postgres => 300,
+                },
+            )),
             abandoned_upload_after: Duration::from_secs(config.gc.abandoned_upload_secs),
             fragment_read_timeout: Duration::from_millis(config.limits.fragment_read_timeout_ms),
         };

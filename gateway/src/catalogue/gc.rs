@@ -10,15 +10,31 @@ use crate::store::FragmentHash;
 impl Catalogue {
     /// The oldest queued fragments.
     pub async fn gc_batch(&self, limit: usize) -> Result<Vec<GcEntry>> {
-        let rows = sqlx::query("SELECT id, hash, store FROM gc_queue ORDER BY id LIMIT $1")
-            .bind(limit as i64)
-            .fetch_all(self.pool())
-            .await?;
+        self.gc_due(0, i64::MAX, limit).await
+    }
+
+    /// Queued fragments after entry `after_id`, queued before `enqueued_before_ms`, oldest first.
+    pub async fn gc_due(
+        &self,
+        after_id: i64,
+        enqueued_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<GcEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, hash, store, version_id FROM gc_queue \
+             WHERE id > $1 AND enqueued_ms < $2 ORDER BY id LIMIT $3",
+        )
+        .bind(after_id)
+        .bind(enqueued_before_ms)
+        .bind(limit as i64)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|row| {
                 let hash: String = row.try_get("hash")?;
                 Ok(GcEntry {
                     id: row.try_get("id")?,
+                    version_id: row.try_get("version_id")?,
                     hash: FragmentHash::from_hex(&hash)
                         .ok_or_else(|| CatalogueError::Corrupt(format!("gc hash {hash:?}")))?,
                     store: row.try_get("store")?,

@@ -35,6 +35,13 @@ pub enum CatalogueError {
     Corrupt(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// A write found that its bucket no longer exists (deleted, perhaps created again by
+    /// someone else, since the write was admitted). Nothing was written.
+    #[error("bucket {0} does not exist")]
+    NoSuchBucket(String),
+    /// A write found that its multipart upload was completed or aborted meanwhile.
+    #[error("multipart upload {0} does not exist")]
+    NoSuchUpload(String),
     /// The shared commit of a group of writers failed (see `batch`).
     #[error("catalogue commit failed: {0}")]
     Group(String),

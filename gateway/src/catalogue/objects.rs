@@ -4,6 +4,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 
+use super::buckets::{hold_bucket, is_postgres};
 use super::{
     Catalogue, CatalogueError, Checksum, ExtentRecord, FragmentRecord, NewSettlement, ObjectMeta,
     ObjectRecord, Result, now_ms,
@@ -81,13 +82,17 @@ impl Catalogue {
     }
 
     /// Makes an object visible: inserts its row, extents and fragments and retires whatever
-    /// object had the key before, in one transaction.
+    /// object had the key before, in one transaction. `bucket_id` is the bucket incarnation the
+    /// write was admitted to: if the bucket was deleted since, nothing is written
+    /// ([`CatalogueError::NoSuchBucket`]).
     pub async fn commit_object(
         &self,
+        bucket_id: &str,
         record: &ObjectRecord,
         extents: &[ExtentRecord],
     ) -> Result<Replaced> {
-        self.commit_object_settled(record, extents, None).await
+        self.commit_object_settled(bucket_id, record, extents, None)
+            .await
     }
 
     /// [`Catalogue::commit_object`], also enqueueing the object's settlement (its storage order,
@@ -95,13 +100,16 @@ impl Catalogue {
     /// its order is in the outbox. A replaced version's order gets a deletion queued.
     pub async fn commit_object_settled(
         &self,
+        bucket_id: &str,
         record: &ObjectRecord,
         extents: &[ExtentRecord],
         settlement: Option<&NewSettlement>,
     ) -> Result<Replaced> {
         let (record, extents, settlement) = (record.clone(), extents.to_vec(), settlement.cloned());
+        let bucket_id = bucket_id.to_string();
         self.write_grouped(Box::new(move |conn| {
             Box::pin(async move {
+                hold_bucket(conn, &record.bucket, &bucket_id).await?;
                 let replaced = replace_object_row(conn, &record).await?;
                 for e in &extents {
                     insert_extent(conn, &record.version_id, e).await?;
@@ -115,11 +123,21 @@ impl Catalogue {
         .await
     }
 
-    /// Deletes an object; its fragments go to the garbage-collection queue.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Replaced> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
+    /// Deletes an object of bucket incarnation `bucket_id`; its fragments go to the
+    /// garbage-collection queue.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        bucket_id: &str,
+        key: &str,
+    ) -> Result<Replaced> {
+        let (bucket, bucket_id, key) = (bucket.to_string(), bucket_id.to_string(), key.to_string());
         self.write_grouped(Box::new(move |conn| {
-            Box::pin(async move { retire_object(conn, &bucket, &key).await })
+            Box::pin(async move {
+                hold_bucket(conn, &bucket, &bucket_id).await?;
+                lock_key(conn, &bucket, &key).await?;
+                retire_object(conn, &bucket, &key).await
+            })
         }))
         .await
     }
@@ -163,11 +181,27 @@ impl Catalogue {
     }
 }
 
+/// Serializes writers of one key on PostgreSQL for the rest of the transaction. Without it two
+/// PUTs of a new key both find nothing to replace and the second insert fails on the primary
+/// key; with it the second waits, then replaces the first: the last writer wins, as in S3.
+/// (SQLite runs one writer at a time.)
+pub(super) async fn lock_key(conn: &mut AnyConnection, bucket: &str, key: &str) -> Result<()> {
+    if is_postgres(conn) {
+        // Bucket names cannot contain '/', so "bucket/key" names one key.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("{bucket}/{key}"))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Retires whatever object has the record's key and inserts the record's row.
 pub(super) async fn replace_object_row(
     conn: &mut AnyConnection,
     r: &ObjectRecord,
 ) -> Result<Replaced> {
+    lock_key(&mut *conn, &r.bucket, &r.key).await?;
     let replaced = retire_object(&mut *conn, &r.bucket, &r.key).await?;
     insert_object(conn, r).await?;
     Ok(replaced)
@@ -222,7 +256,7 @@ pub(super) async fn retire_extents(
 ) -> Result<()> {
     let part_filter = if part.is_some() { " AND part = $3" } else { "" };
     let queue = format!(
-        "INSERT INTO gc_queue (hash, store, enqueued_ms) SELECT hash, store, $1 FROM fragments WHERE version_id = $2{part_filter}"
+        "INSERT INTO gc_queue (hash, store, enqueued_ms, version_id) SELECT hash, store, $1, version_id FROM fragments WHERE version_id = $2{part_filter}"
     );
     let mut q = sqlx::query::<Any>(AssertSqlSafe(queue))
         .bind(now_ms())

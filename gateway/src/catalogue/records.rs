@@ -30,6 +30,9 @@ pub struct AccessKeyRecord {
 #[derive(Debug, Clone)]
 pub struct Bucket {
     pub name: String,
+    /// This incarnation of the name: new each time a bucket of that name is created. Writes
+    /// commit only into the incarnation they were admitted to.
+    pub id: String,
     pub owner_id: String,
     /// Erasure profile of objects stored without a storage class of their own.
     pub profile: String,
@@ -122,6 +125,8 @@ pub struct ExtentRecord {
 pub struct UploadRecord {
     pub upload_id: String,
     pub bucket: String,
+    /// The bucket incarnation the upload was created in.
+    pub bucket_id: String,
     pub key: String,
     pub version_id: String,
     pub owner_id: String,
@@ -137,6 +142,8 @@ pub struct UploadRecord {
 #[derive(Debug, Clone)]
 pub struct GcEntry {
     pub id: i64,
+    /// The version the fragment belonged to (`None` for entries queued before this was kept).
+    pub version_id: Option<String>,
     pub hash: FragmentHash,
     pub store: String,
 }

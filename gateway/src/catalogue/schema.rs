@@ -114,6 +114,19 @@ CREATE INDEX settlement_due ON settlement (state, gateway, id);
 CREATE INDEX settlement_by_version ON settlement (version_id);
 CREATE INDEX settlement_by_fid ON settlement (fid);
 "#,
+    // 3: bucket incarnations and read leases (issue 10). A bucket row's `id` is new each time a
+    // bucket of that name is created, and a write commits only into the incarnation it was
+    // admitted to (a bucket deleted and re-created by someone else meanwhile is another bucket).
+    // Uploads remember the incarnation they were created in. A queued fragment names the version
+    // it belonged to, so the collector can spare the versions that running reads still use.
+    r#"
+ALTER TABLE buckets ADD COLUMN id TEXT;
+UPDATE buckets SET id = name || '@' || created_ms;
+CREATE UNIQUE INDEX buckets_by_id ON buckets (id);
+ALTER TABLE uploads ADD COLUMN bucket_id TEXT;
+UPDATE uploads SET bucket_id = (SELECT id FROM buckets WHERE buckets.name = uploads.bucket);
+ALTER TABLE gc_queue ADD COLUMN version_id TEXT;
+"#,
 ];
 
 /// PostgreSQL: for gateways sharing one catalogue. Keys use the "C" collation so that they sort
@@ -229,5 +242,18 @@ CREATE TABLE settlement (
 CREATE INDEX settlement_due ON settlement (state, gateway, id);
 CREATE INDEX settlement_by_version ON settlement (version_id);
 CREATE INDEX settlement_by_fid ON settlement (fid);
+"#,
+    // 3: bucket incarnations and read leases (issue 10). A bucket row's `id` is new each time a
+    // bucket of that name is created, and a write commits only into the incarnation it was
+    // admitted to (a bucket deleted and re-created by someone else meanwhile is another bucket).
+    // Uploads remember the incarnation they were created in. A queued fragment names the version
+    // it belonged to, so the collector can spare the versions that running reads still use.
+    r#"
+ALTER TABLE buckets ADD COLUMN id TEXT;
+UPDATE buckets SET id = name || '@' || created_ms;
+CREATE UNIQUE INDEX buckets_by_id ON buckets (id);
+ALTER TABLE uploads ADD COLUMN bucket_id TEXT;
+UPDATE uploads SET bucket_id = (SELECT id FROM buckets WHERE buckets.name = uploads.bucket);
+ALTER TABLE gc_queue ADD COLUMN version_id TEXT;
 "#,
 ];

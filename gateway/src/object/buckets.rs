@@ -104,6 +104,7 @@ impl ObjectService {
         }
         let bucket = Bucket {
             name: name.to_string(),
+            id: uuid::Uuid::new_v4().simple().to_string(),
             owner_id: caller.user_id.clone(),
             profile: profile.name,
             created_ms: now_ms(),
@@ -127,9 +128,14 @@ impl ObjectService {
     }
 
     pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
-        self.owned_bucket(caller, name).await?;
-        match self.inner.catalogue.delete_bucket(name).await? {
-            DeleteBucket::Deleted => Ok(()),
+        let b = self.owned_bucket(caller, name).await?;
+        match self.inner.catalogue.delete_bucket(name, &b.id).await? {
+            DeleteBucket::Deleted { aborted_uploads } => {
+                if aborted_uploads > 0 {
+                    self.gc_notify();
+                }
+                Ok(())
+            }
             DeleteBucket::Missing => Err(Error::NoSuchBucket {
                 bucket: name.to_string(),
             }),

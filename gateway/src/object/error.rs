@@ -68,7 +68,7 @@ pub enum Error {
     #[error("no memory for upload buffers")]
     Buffers(#[source] std::io::Error),
     #[error(transparent)]
-    Catalogue(#[from] CatalogueError),
+    Catalogue(CatalogueError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -80,6 +80,16 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<CatalogueError> for Error {
+    fn from(e: CatalogueError) -> Self {
+        match e {
+            CatalogueError::NoSuchBucket(bucket) => Error::NoSuchBucket { bucket },
+            CatalogueError::NoSuchUpload(upload_id) => Error::NoSuchUpload { upload_id },
+            e => Error::Catalogue(e),
+        }
+    }
+}
 
 impl From<crate::settlement::AdmitError> for Error {
     fn from(e: crate::settlement::AdmitError) -> Self {

@@ -30,6 +30,8 @@ enum Outcome {
     Retry,
     /// The store is no longer configured: nothing to delete, the entry goes.
     StoreGone,
+    /// A read in progress still streams the fragment's version: left queued for later.
+    Leased,
 }
 
 /// What a GC pass did.
@@ -38,6 +40,8 @@ pub struct GcReport {
     pub deleted: usize,
     pub kept_referenced: usize,
     pub failed: usize,
+    /// Left queued because reads in progress still use them.
+    pub leased: usize,
 }
 
 impl ObjectService {
@@ -54,35 +58,46 @@ impl ObjectService {
     pub async fn drain_gc_queue(&self) -> Result<GcReport> {
         let cat = &self.inner.catalogue;
         let mut report = GcReport::default();
+        let due_before = crate::catalogue::now_ms()
+            .saturating_sub(self.inner.cfg.gc_read_grace.as_millis() as i64)
+            .saturating_add(1);
+        // Entries left queued (leased, or their store failing) are stepped over, not fetched
+        // again: the pass goes on to everything queued after them.
+        let mut after = 0;
         loop {
-            let batch = cat.gc_batch(DRAIN_BATCH).await?;
-            if batch.is_empty() {
+            let batch = cat.gc_due(after, due_before, DRAIN_BATCH).await?;
+            let Some(last) = batch.last() else {
                 return Ok(report);
-            }
+            };
+            after = last.id;
             let outcomes: Vec<(i64, Result<Outcome>)> = futures::stream::iter(batch)
                 .map(|entry| async move { (entry.id, self.collect(&entry).await) })
                 .buffer_unordered(DELETES_AT_ONCE)
                 .collect()
                 .await;
             let mut done = Vec::with_capacity(outcomes.len());
-            let mut retry = false;
+            let mut store_failing = false;
             for (id, outcome) in outcomes {
                 match outcome? {
                     Outcome::Deleted => report.deleted += 1,
                     Outcome::Kept => report.kept_referenced += 1,
                     Outcome::Failed => report.failed += 1,
                     Outcome::StoreGone => {}
+                    Outcome::Leased => {
+                        report.leased += 1;
+                        continue;
+                    }
                     Outcome::Retry => {
                         // Left queued for the next pass.
                         report.failed += 1;
-                        retry = true;
+                        store_failing = true;
                         continue;
                     }
                 }
                 done.push(id);
             }
             cat.gc_done_many(&done).await?;
-            if retry {
+            if store_failing {
                 return Ok(report);
             }
         }
@@ -90,6 +105,13 @@ impl ObjectService {
 
     /// Deletes one queued fragment unless something references it.
     async fn collect(&self, entry: &GcEntry) -> Result<Outcome> {
+        if entry
+            .version_id
+            .as_deref()
+            .is_some_and(|v| self.inner.read_leases.holds(v))
+        {
+            return Ok(Outcome::Leased);
+        }
         // An upload in progress may be about to reference an identical fragment: leave it. If
         // that upload fails instead, the orphan sweep collects the fragment.
         if self.inner.inflight.contains(&entry.store, entry.hash)

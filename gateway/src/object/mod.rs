@@ -9,9 +9,12 @@ pub mod digest;
 mod error;
 pub mod gc;
 pub mod layout;
+mod lease;
 mod list;
 mod multipart;
 mod objects;
+#[cfg(test)]
+mod races;
 mod read;
 mod write;
 
@@ -81,6 +84,10 @@ pub struct ServiceConfig {
     /// Unreferenced fragments younger than this are left alone by the periodic sweep (another
     /// gateway sharing the catalogue may still be writing them).
     pub gc_grace: Duration,
+    /// Fragments of replaced or deleted data stay this long before the collector deletes them,
+    /// for reads through other gateways sharing the catalogue (this gateway's own reads hold
+    /// leases). Zero with a catalogue of this gateway's own.
+    pub gc_read_grace: Duration,
     /// Multipart uploads neither completed nor aborted within this time are aborted.
     pub abandoned_upload_after: Duration,
     /// A fragment read slower than this is given up on and the segment rebuilt from parity.
@@ -99,6 +106,7 @@ impl Default for ServiceConfig {
             max_segments_in_flight: 4,
             upload_buffer_bytes: 256 * 1024 * 1024,
             gc_grace: Duration::from_secs(24 * 3600),
+            gc_read_grace: Duration::ZERO,
             abandoned_upload_after: Duration::from_secs(7 * 24 * 3600),
             fragment_read_timeout: Duration::from_secs(5),
         }
@@ -119,6 +127,8 @@ struct Inner {
     /// How much of those all uploads may hold at once.
     upload_memory: budget::UploadMemory,
     gc_wake: tokio::sync::Notify,
+    /// Versions that reads in progress stream from: the collector spares them.
+    read_leases: lease::ReadLeases,
     /// Settlement of storage orders; unset in tests that do not need a chain.
     settlement: std::sync::OnceLock<Arc<Settlement>>,
 }
@@ -161,6 +171,7 @@ impl ObjectService {
                 ),
                 upload_memory,
                 gc_wake: tokio::sync::Notify::new(),
+                read_leases: lease::ReadLeases::default(),
                 settlement: std::sync::OnceLock::new(),
             }),
         })

@@ -6,7 +6,7 @@ use super::digest::{ChecksumExpectation, multipart_etag};
 use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{ByteStream, Caller, CustomerKey, Error, ObjectService, Result, check_sse};
-use crate::catalogue::multipart::{PartStored, SettlementPlanner};
+use crate::catalogue::multipart::{ChosenPart, Completed, SettlementPlanner};
 use crate::catalogue::{
     Bucket, Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms,
 };
@@ -89,6 +89,7 @@ impl ObjectService {
         let upload = UploadRecord {
             upload_id: new_upload_id(),
             bucket: bucket.to_string(),
+            bucket_id: b.id.clone(),
             key: key.to_string(),
             version_id,
             owner_id: caller.user_id.clone(),
@@ -176,19 +177,9 @@ impl ObjectService {
             &guard,
         )
         .await?;
-        match self
-            .inner
-            .catalogue
-            .put_part(upload_id, &upload.version_id, &extent)
-            .await?
-        {
-            PartStored::Stored => guard.commit(),
-            PartStored::UploadGone => {
-                return Err(Error::NoSuchUpload {
-                    upload_id: upload_id.to_string(),
-                });
-            }
-        }
+        // On failure (the upload completed or aborted meanwhile) the guard collects the part.
+        self.inner.catalogue.put_part(&upload, &extent).await?;
+        guard.commit();
         self.gc_notify();
         Ok(PartInfo {
             part_number,
@@ -249,14 +240,21 @@ impl ObjectService {
             size,
             etag: multipart_etag(&md5s),
             last_modified_ms: now_ms(),
-            meta: upload.meta,
-            storage_class: upload.storage_class,
-            wrapped_key: upload.wrapped_key,
-            sse_c_mac: upload.sse_c_mac,
+            meta: upload.meta.clone(),
+            storage_class: upload.storage_class.clone(),
+            wrapped_key: upload.wrapped_key.clone(),
+            sse_c_mac: upload.sse_c_mac.clone(),
             checksum: None,
             parts_count: parts.len() as u32,
         };
-        let keep: Vec<u32> = parts.iter().map(|p| p.part_number).collect();
+        let chosen: Vec<ChosenPart> = parts
+            .iter()
+            .zip(&md5s)
+            .map(|(p, md5)| ChosenPart {
+                part: p.part_number,
+                md5: md5.clone(),
+            })
+            .collect();
         let payer = match self.settlement() {
             Some(s) => {
                 // Each part was only checked for room for itself: the whole object must fit.
@@ -272,15 +270,21 @@ impl ObjectService {
             move |extents: &[ExtentRecord]| s.plan(p, &bucket, &key, size, extents)
         });
         let settle = plan.as_ref().map(|f| f as &SettlementPlanner<'_>);
-        if !self
+        match self
             .inner
             .catalogue
-            .complete_upload_settled(upload_id, &record, &keep, settle)
+            .complete_upload_settled(&upload, &record, &chosen, settle)
             .await?
         {
-            return Err(Error::NoSuchUpload {
-                upload_id: upload_id.to_string(),
-            });
+            Completed::Done => {}
+            Completed::UploadGone => {
+                return Err(Error::NoSuchUpload {
+                    upload_id: upload_id.to_string(),
+                });
+            }
+            // The part was uploaded again while this request was checking it: its ETag or
+            // size may differ from what the request computed, so the client must choose again.
+            Completed::PartChanged(part) => return Err(Error::InvalidPart { part }),
         }
         self.gc_notify();
         self.settlement_notify();

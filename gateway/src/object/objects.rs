@@ -4,6 +4,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::digest::ChecksumExpectation;
+use super::lease::ReadLease;
 use super::read::{self, ReadableExtent};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
@@ -52,6 +53,8 @@ pub struct OpenedObject {
     pub record: ObjectRecord,
     svc: Arc<Inner>,
     extents: Vec<ReadableExtent>,
+    /// Keeps the version's fragments from the collector while this or a stream of it lives.
+    lease: Arc<ReadLease>,
 }
 
 impl std::fmt::Debug for OpenedObject {
@@ -77,7 +80,12 @@ impl OpenedObject {
         if range.start >= end {
             return Box::pin(futures::stream::empty());
         }
-        read::stream(self.svc.clone(), self.extents.clone(), range.start..end)
+        read::stream(
+            self.svc.clone(),
+            self.extents.clone(),
+            range.start..end,
+            self.lease.clone(),
+        )
     }
 }
 
@@ -193,7 +201,7 @@ impl ObjectService {
         let replaced = self
             .inner
             .catalogue
-            .commit_object_settled(&record, extents, settlement.as_ref())
+            .commit_object_settled(&bucket.id, &record, extents, settlement.as_ref())
             .await?;
         guard.commit();
         // The workers are woken only when there is work: a small PUT of a new key queues
@@ -237,6 +245,12 @@ impl ObjectService {
     }
 
     /// Opens an object for reading (GetObject, copies).
+    ///
+    /// The object's row and its extents are two reads; an overwrite committed between them
+    /// retires the extents the row names. The extents of a version never change while it is
+    /// visible, so extents that add up to the row's size are the row's, and anything else means
+    /// the object was replaced meanwhile: the row is read again. The lease is taken before the
+    /// extents are read, so the collector cannot take fragments this read is about to use.
     pub async fn open_object(
         &self,
         caller: &Caller,
@@ -244,43 +258,56 @@ impl ObjectService {
         key: &str,
         ck: Option<&CustomerKey>,
     ) -> Result<OpenedObject> {
-        let record = self.head_object(caller, bucket, key, ck).await?;
-        let binding = Binding {
-            bucket,
-            key,
-            version_id: &record.version_id,
-            part: 0,
-        };
-        let dk = unwrap_data_key(&self.inner, &record.wrapped_key, &binding, ck)?;
-        let mut extents = Vec::new();
-        let mut offset = 0;
-        for e in self.inner.catalogue.extents(&record.version_id).await? {
-            let cipher = Arc::new(extent_cipher(&dk, bucket, key, &record.version_id, &e));
-            let size = e.size;
-            extents.push(ReadableExtent {
-                extent: Arc::new(e),
-                cipher,
-                offset,
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let record = self.head_object(caller, bucket, key, ck).await?;
+            let lease = ReadLease::take(&self.inner, &record.version_id);
+            let extents = self.inner.catalogue.extents(&record.version_id).await?;
+            let covered: u64 = extents.iter().map(|e| e.size).sum();
+            if covered != record.size || extents.is_empty() {
+                continue;
+            }
+            let binding = Binding {
+                bucket,
+                key,
+                version_id: &record.version_id,
+                part: 0,
+            };
+            let dk = unwrap_data_key(&self.inner, &record.wrapped_key, &binding, ck)?;
+            let mut readable = Vec::with_capacity(extents.len());
+            let mut offset = 0;
+            for e in extents {
+                let cipher = Arc::new(extent_cipher(&dk, bucket, key, &record.version_id, &e));
+                let size = e.size;
+                readable.push(ReadableExtent {
+                    extent: Arc::new(e),
+                    cipher,
+                    offset,
+                });
+                offset += size;
+            }
+            return Ok(OpenedObject {
+                record,
+                svc: self.inner.clone(),
+                extents: readable,
+                lease,
             });
-            offset += size;
         }
-        if offset != record.size {
-            return Err(Error::DataLoss(format!(
-                "object {bucket}/{key}: extents hold {offset} of {} bytes",
-                record.size
-            )));
-        }
-        Ok(OpenedObject {
-            record,
-            svc: self.inner.clone(),
-            extents,
-        })
+        Err(Error::DataLoss(format!(
+            "object {bucket}/{key}: its extents do not match its size ({ATTEMPTS} reads)"
+        )))
     }
 
     /// Deletes an object; deleting a missing key succeeds, as in S3.
     pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
-        self.owned_bucket(caller, bucket).await?;
-        if self.inner.catalogue.delete_object(bucket, key).await? == Replaced::Previous {
+        let b = self.owned_bucket(caller, bucket).await?;
+        if self
+            .inner
+            .catalogue
+            .delete_object(bucket, &b.id, key)
+            .await?
+            == Replaced::Previous
+        {
             self.gc_notify();
             self.settlement_notify();
         }

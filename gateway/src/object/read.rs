@@ -12,6 +12,7 @@ use futures::StreamExt;
 
 use super::buffers::{PoolUser, PooledBuf};
 use super::layout::{Geometry, SegmentSpan};
+use super::lease::ReadLease;
 use super::{BodyError, ByteStream, Error, Inner, Result};
 use crate::catalogue::{ExtentRecord, FragmentRecord};
 use crate::crypto::ChunkCipher;
@@ -36,13 +37,16 @@ pub(crate) struct ReadableExtent {
 }
 
 /// Streams plaintext bytes `range` of an object made of `extents`.
+/// `lease` keeps the version's fragments from the collector until the stream ends.
 pub(crate) fn stream(
     svc: Arc<Inner>,
     extents: Vec<ReadableExtent>,
     range: Range<u64>,
+    lease: Arc<ReadLease>,
 ) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, BodyError>>(READ_AHEAD);
     tokio::spawn(async move {
+        let _lease = lease;
         for e in &extents {
             let start = range.start.max(e.offset);
             let end = range.end.min(e.offset + e.extent.size);

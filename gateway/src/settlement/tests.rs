@@ -3,7 +3,7 @@ use std::sync::Arc;
 use deoss_chain_client::{DevLedger, GatewayKey, LedgerCall, OrderState};
 
 use super::*;
-use crate::catalogue::tests::{extent, object, sqlite_catalogue};
+use crate::catalogue::tests::{bid, extent, make_bucket, object, sqlite_catalogue};
 use crate::catalogue::{Bucket, SettlementKind};
 
 #[test]
@@ -62,6 +62,7 @@ async fn fixture() -> (
     DevLedger,
 ) {
     let (cdir, cat) = sqlite_catalogue().await;
+    make_bucket(&cat, "b").await;
     let ldir = tempfile::tempdir().unwrap();
     let ledger = DevLedger::open(ldir.path(), GatewayKey::dev("Alice")).unwrap();
     let chain: Arc<dyn Chain> = Arc::new(ledger.clone());
@@ -75,6 +76,7 @@ async fn fixture() -> (
 fn bucket(owner: &str) -> Bucket {
     Bucket {
         name: "b".into(),
+        id: bid("b"),
         owner_id: owner.into(),
         profile: "cess".into(),
         created_ms: 0,
@@ -108,7 +110,7 @@ async fn dev_users_are_provisioned_and_orders_settle_exactly_once() {
         serde_json::from_str(plan.request.as_deref().unwrap()).unwrap();
     assert_eq!(request.segments.len(), 2);
     request.validate().unwrap();
-    cat.commit_object_settled(&object("b", "k", "v1"), &ext, Some(&plan))
+    cat.commit_object_settled(&bid("b"), &object("b", "k", "v1"), &ext, Some(&plan))
         .await
         .unwrap();
 
@@ -132,7 +134,7 @@ async fn dev_users_are_provisioned_and_orders_settle_exactly_once() {
     assert_eq!(again.block, row.block);
 
     // Deleting the object deletes the order.
-    cat.delete_object("b", "k").await.unwrap();
+    cat.delete_object("b", &bid("b"), "k").await.unwrap();
     assert!(s.settle_next(&gw).await.unwrap());
     let rows = cat.settlement_of_fid(fid.as_str()).await.unwrap();
     assert_eq!(rows[1].kind, SettlementKind::Delete);
@@ -290,6 +292,7 @@ impl Chain for Flaky {
 async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
     use std::sync::atomic::Ordering::SeqCst;
     let (_c, cat) = sqlite_catalogue().await;
+    make_bucket(&cat, "b").await;
     let ldir = tempfile::tempdir().unwrap();
     let ledger = DevLedger::open(ldir.path(), GatewayKey::dev("Alice")).unwrap();
     let flaky = Arc::new(Flaky {
@@ -310,7 +313,7 @@ async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
     let payer = s.admit(&user.id, &b, 1).await.unwrap();
     let ext = [extent(0, 12)];
     let plan = s.plan(&payer, "b", "k", 1, &ext);
-    cat.commit_object_settled(&object("b", "k", "v1"), &ext, Some(&plan))
+    cat.commit_object_settled(&bid("b"), &object("b", "k", "v1"), &ext, Some(&plan))
         .await
         .unwrap();
 

@@ -90,6 +90,56 @@ async fn bucket_lifecycle_and_errors() {
     assert_eq!(code(&err), "NoSuchBucket");
 }
 
+/// S3 deletes a bucket that holds only multipart uploads in progress, discarding them; s3-tests'
+/// clean-up (and many clients) rely on it.
+#[tokio::test]
+async fn deleting_a_bucket_discards_its_uploads_in_progress() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("pending").send().await.unwrap();
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("pending")
+        .key("big")
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap();
+    s3.upload_part()
+        .bucket("pending")
+        .key("big")
+        .upload_id(upload_id)
+        .part_number(1)
+        .body(crate::harness::data(300_000, 9).into())
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket().bucket("pending").send().await.unwrap();
+    let err = s3.head_bucket().bucket("pending").send().await.unwrap_err();
+    assert_eq!(status(&err), 404);
+
+    // The name is free and the old upload is not in the new bucket.
+    s3.create_bucket().bucket("pending").send().await.unwrap();
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket("pending")
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty());
+    let err = s3
+        .upload_part()
+        .bucket("pending")
+        .key("big")
+        .upload_id(upload_id)
+        .part_number(2)
+        .body(b"late".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "NoSuchUpload");
+}
+
 #[tokio::test]
 async fn users_see_only_their_own_buckets() {
     let server = Server::start();
