@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::crypto::{CryptoError, MasterKey, random_array, write_private_file};
 use crate::object::{self, ObjectService, ServiceConfig};
 use crate::s3::DeossS3;
-use crate::s3::auth::{KeyDirectory, SignedOnly, is_sigv2};
+use crate::s3::auth::{KeyDirectory, SignedOnly, is_sigv2, signing_region};
 use crate::settlement::{RetryConfig, Settlement, SettlementConfig};
 use crate::store::{FragmentStore, LocalStore, StoreError, StoreSet};
 use deoss_chain_client::{
@@ -170,6 +170,10 @@ impl Gateway {
             .route(&format!("{ROUTE_PREFIX}/health"), get(|| async { "ok" }))
             .fallback_service(s3)
             .layer(middleware::from_fn(refuse_sigv2))
+            .layer(middleware::from_fn_with_state(
+                self.config.region.clone(),
+                refuse_foreign_scope,
+            ))
     }
 }
 
@@ -253,6 +257,42 @@ async fn refuse_sigv2(req: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(req).await
+}
+
+/// A request signed for another region is refused, as AWS refuses it, before s3s sees it: s3s
+/// checks the signature with whatever region the scope names, so it would accept it.
+async fn refuse_foreign_scope(
+    axum::extract::State(region): axum::extract::State<String>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match signing_region(req.headers(), req.uri()) {
+        Some(signed) if signed != region => {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>\
+                 <Message>The authorization header is malformed; the region '{}' is wrong; expecting '{}'</Message>\
+                 <Region>{}</Region></Error>",
+                xml_escape(&signed),
+                xml_escape(&region),
+                xml_escape(&region)
+            );
+            (
+                StatusCode::BAD_REQUEST,
+                [(http::header::CONTENT_TYPE, "application/xml")],
+                Body::from(body),
+            )
+                .into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// Makes sure the root user has credentials: the configured ones, or generated ones written

@@ -144,6 +144,13 @@ pub(crate) fn extent_cipher(
 
 impl ObjectService {
     pub async fn put_object(&self, caller: &Caller, req: PutObject) -> Result<PutOutcome> {
+        // Before anything else (the chain's space check included): a body S3 would never take
+        // is refused as such, and not one byte of it is read.
+        if req.size_hint.is_some_and(|n| n > MAX_OBJECT_SIZE) {
+            return Err(Error::EntityTooLarge {
+                max: MAX_OBJECT_SIZE,
+            });
+        }
         let bucket = self.owned_bucket(caller, &req.bucket).await?;
         let payer = self
             .admit(caller, &bucket, req.size_hint.unwrap_or(0))

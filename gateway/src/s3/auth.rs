@@ -143,3 +143,27 @@ pub fn is_sigv2(headers: &http::HeaderMap, uri: &http::Uri) -> bool {
     });
     header_v2 || query_v2
 }
+
+/// The region of a SigV4 request's credential scope (`Credential=AK/DATE/REGION/s3/aws4_request`
+/// in the `Authorization` header, or `X-Amz-Credential` in a presigned query), if it has one.
+pub fn signing_region(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    let scope_region = |credential: &str| credential.split('/').nth(2).map(str::to_string);
+    if let Some(auth) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("AWS4-HMAC-SHA256"))
+    {
+        let credential = auth
+            .split([' ', ','])
+            .find_map(|part| part.trim().strip_prefix("Credential="))?;
+        return scope_region(credential);
+    }
+    let query = uri.query()?;
+    query.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("X-Amz-Credential=")?;
+        let decoded = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .ok()?;
+        scope_region(&decoded)
+    })
+}

@@ -121,6 +121,12 @@ impl Server {
             .endpoint_url(self.endpoint())
             .credentials_provider(Credentials::new(access_key, secret_key, None, None, "e2e"))
             .force_path_style(true)
+            // A server that hangs fails the test instead of stalling the suite.
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(300))
+                    .build(),
+            )
             .build();
         Client::from_conf(config)
     }
@@ -152,6 +158,55 @@ impl Server {
                 .unwrap()
         };
         (field("access_key"), field("secret_key"))
+    }
+
+    /// SIGTERM, then waits (at most a minute) for the process to exit; returns its status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().ok();
+                panic!("deoss did not exit within a minute of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fragment files in the stores (content-addressed names only: no temp or id files).
+    pub fn fragment_count(&self) -> usize {
+        self.fragment_files()
+            .iter()
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.len() == 64
+                    && name.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !p.components().any(|c| c.as_os_str() == ".tmp")
+            })
+            .count()
+    }
+
+    /// Waits until the stores hold `n` fragment files (background GC runs on its own); fails
+    /// after a generous deadline rather than hanging.
+    pub async fn wait_for_fragments(&self, n: usize, why: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.fragment_count();
+            if now == n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{why}: {now} fragment files, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// SIGKILL: no shutdown, no cleanup.
@@ -291,37 +346,44 @@ pub async fn raw_request(
     stream.write_all(body).await.unwrap();
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.unwrap();
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let mut body = buf[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    RawResponse {
-        status,
-        headers,
-        body,
+    RawResponse::parse(&buf)
+}
+
+impl RawResponse {
+    /// Parses a whole HTTP/1.1 response (a chunked body is de-chunked).
+    pub fn parse(buf: &[u8]) -> Self {
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("response head");
+        let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect();
+        let mut body = buf[split + 4..].to_vec();
+        if headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+        {
+            body = dechunk(&body);
+        }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 }
 

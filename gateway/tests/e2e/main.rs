@@ -12,5 +12,7 @@ mod listing;
 mod multipart;
 mod objects;
 mod postgres;
+mod robustness;
 mod settlement;
+mod signed;
 mod startup;
