@@ -1,6 +1,6 @@
 //! Bucket operations.
 
-use super::{Caller, Error, ObjectService, Result};
+use super::{Action, Error, ObjectService, Principal, Result};
 use crate::catalogue::buckets::{CreateBucket, DeleteBucket};
 use crate::catalogue::{Bucket, now_ms};
 use crate::erasure::Profile;
@@ -46,28 +46,15 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
 }
 
 impl ObjectService {
-    /// The bucket, if the caller owns it.
-    pub async fn owned_bucket(&self, caller: &Caller, name: &str) -> Result<Bucket> {
-        let bucket =
-            self.inner
-                .catalogue
-                .bucket(name)
-                .await?
-                .ok_or_else(|| Error::NoSuchBucket {
-                    bucket: name.to_string(),
-                })?;
-        if bucket.owner_id != caller.user_id {
-            return Err(Error::AccessDenied {
-                reason: format!("bucket {name} belongs to another user"),
-            });
-        }
-        Ok(bucket)
+    /// The bucket (HeadBucket, GetBucketLocation), if the caller may see it.
+    pub async fn head_bucket(&self, caller: &Principal, name: &str) -> Result<Bucket> {
+        self.authorize(caller, Action::ReadBucket, name).await
     }
 
     /// Creates a bucket with an erasure profile (`None`: the gateway's default).
     pub async fn create_bucket(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         name: &str,
         profile: Option<&str>,
     ) -> Result<()> {
@@ -78,11 +65,12 @@ impl ObjectService {
     /// owner's default territory).
     pub async fn create_bucket_in(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         name: &str,
         profile: Option<&str>,
         territory: Option<&str>,
     ) -> Result<()> {
+        let owner = caller.require_user()?;
         validate_bucket_name(name)?;
         if let Some(t) = territory
             && !(1..=deoss_chain_client::MAX_NAME_LEN).contains(&t.len())
@@ -105,14 +93,14 @@ impl ObjectService {
         let bucket = Bucket {
             name: name.to_string(),
             id: uuid::Uuid::new_v4().simple().to_string(),
-            owner_id: caller.user_id.clone(),
+            owner_id: owner.to_string(),
             profile: profile.name,
             created_ms: now_ms(),
             territory: territory.map(str::to_string),
         };
         match self.inner.catalogue.create_bucket(&bucket).await? {
             CreateBucket::Created => Ok(()),
-            CreateBucket::Exists { owner_id } if owner_id == caller.user_id => {
+            CreateBucket::Exists { owner_id } if owner_id == owner => {
                 Err(Error::BucketAlreadyOwnedByYou {
                     bucket: name.to_string(),
                 })
@@ -123,12 +111,15 @@ impl ObjectService {
         }
     }
 
-    pub async fn list_buckets(&self, caller: &Caller) -> Result<Vec<Bucket>> {
-        Ok(self.inner.catalogue.list_buckets(&caller.user_id).await?)
+    pub async fn list_buckets(&self, caller: &Principal) -> Result<Vec<Bucket>> {
+        match caller.user_id() {
+            Some(user) => Ok(self.inner.catalogue.list_buckets(user).await?),
+            None => Ok(Vec::new()),
+        }
     }
 
-    pub async fn delete_bucket(&self, caller: &Caller, name: &str) -> Result<()> {
-        let b = self.owned_bucket(caller, name).await?;
+    pub async fn delete_bucket(&self, caller: &Principal, name: &str) -> Result<()> {
+        let b = self.authorize(caller, Action::DeleteBucket, name).await?;
         match self.inner.catalogue.delete_bucket(name, &b.id).await? {
             DeleteBucket::Deleted { aborted_uploads } => {
                 if aborted_uploads > 0 {

@@ -1,6 +1,6 @@
 //! Listing objects: prefix, delimiter and common prefixes, pagination.
 
-use super::{Caller, ObjectService, Result};
+use super::{Action, ObjectService, Principal, Result};
 use crate::catalogue::objects::ObjectSummary;
 
 /// Rows fetched from the catalogue per round trip while grouping common prefixes.
@@ -22,14 +22,14 @@ impl ObjectService {
     /// already returned by an earlier page and is skipped whole.
     pub async fn list_objects(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
         after: &str,
         max_keys: usize,
     ) -> Result<Listing> {
-        self.owned_bucket(caller, bucket).await?;
+        self.authorize(caller, Action::ListBucket, bucket).await?;
         let mut page = Listing::default();
         if max_keys == 0 {
             return Ok(page);

@@ -2,6 +2,7 @@
 //! types. Front ends (S3 now, REST later) call it; it drives the catalogue and the data path
 //! (encryption, erasure coding, fragment stores).
 
+mod authorize;
 mod buckets;
 mod budget;
 mod buffers;
@@ -32,6 +33,7 @@ use crate::erasure::{Codecs, Profile};
 use crate::settlement::{Payer, Settlement};
 use crate::store::StoreSet;
 
+pub use authorize::{Action, Principal};
 pub use digest::{ChecksumAlgorithm, ChecksumExpectation};
 pub use error::{Error, Result};
 pub use list::Listing;
@@ -45,12 +47,6 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send
 
 /// S3's limit on a single object (and on a single PUT).
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
-
-/// Who is asking: every operation acts on behalf of one user.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user_id: String,
-}
 
 /// An SSE-C key from the request headers, already checked against its MD5.
 #[derive(Clone)]
@@ -191,18 +187,17 @@ impl ObjectService {
         self.inner.settlement.get()
     }
 
-    /// Asks settlement whether `caller` may upload about `size` bytes (0: unknown) into
-    /// `bucket`; returns who pays, or `None` without settlement.
+    /// Asks settlement whether an upload of about `size` bytes (0: unknown) into `bucket` may
+    /// go ahead; the bucket's owner pays. Returns the payer, or `None` without settlement.
     pub(crate) async fn admit(
         &self,
-        caller: &Caller,
         bucket: &crate::catalogue::Bucket,
         size: u64,
     ) -> Result<Option<Payer>> {
         let Some(s) = self.settlement() else {
             return Ok(None);
         };
-        Ok(Some(s.admit(&caller.user_id, bucket, size).await?))
+        Ok(Some(s.admit(&bucket.owner_id, bucket, size).await?))
     }
 
     pub fn stores(&self) -> &StoreSet {
@@ -251,7 +246,7 @@ fn check_sse(svc: &Inner, record_mac: Option<&[u8]>, key: Option<&CustomerKey>) 
 pub(crate) mod testing {
     use std::sync::Arc;
 
-    use super::{Caller, ObjectService, ServiceConfig};
+    use super::{ObjectService, Principal, ServiceConfig};
     use crate::crypto::MasterKey;
     use crate::store::memory::MemoryStore;
     use crate::store::{FragmentStore, StoreSet};
@@ -261,7 +256,7 @@ pub(crate) mod testing {
     pub async fn service(
         stores: usize,
         cfg: ServiceConfig,
-    ) -> (tempfile::TempDir, ObjectService, Caller) {
+    ) -> (tempfile::TempDir, ObjectService, Principal) {
         let stores = (0..stores)
             .map(|i| Arc::new(MemoryStore::new(format!("m{i}"))) as Arc<dyn FragmentStore>)
             .collect();
@@ -272,7 +267,7 @@ pub(crate) mod testing {
     pub async fn service_over(
         stores: Vec<Arc<dyn FragmentStore>>,
         cfg: ServiceConfig,
-    ) -> (tempfile::TempDir, ObjectService, Caller) {
+    ) -> (tempfile::TempDir, ObjectService, Principal) {
         let (dir, catalogue) = crate::catalogue::tests::sqlite_catalogue().await;
         let svc = ObjectService::new(
             catalogue,
@@ -281,9 +276,7 @@ pub(crate) mod testing {
             cfg,
         )
         .unwrap();
-        let caller = Caller {
-            user_id: "u1".into(),
-        };
+        let caller = Principal::user("u1");
         svc.create_bucket(&caller, "test", None).await.unwrap();
         (dir, svc, caller)
     }

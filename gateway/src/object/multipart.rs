@@ -5,7 +5,7 @@
 use super::digest::{ChecksumExpectation, multipart_etag};
 use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
-use super::{ByteStream, Caller, CustomerKey, Error, ObjectService, Result, check_sse};
+use super::{Action, ByteStream, CustomerKey, Error, ObjectService, Principal, Result, check_sse};
 use crate::catalogue::multipart::{ChosenPart, Completed, SettlementPlanner};
 use crate::catalogue::{
     Bucket, Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms,
@@ -67,16 +67,16 @@ fn upload_info(u: &UploadRecord) -> UploadInfo {
 impl ObjectService {
     pub async fn create_multipart_upload(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         meta: ObjectMeta,
         storage_class: Option<&str>,
         ck: Option<&CustomerKey>,
     ) -> Result<String> {
-        let b = self.owned_bucket(caller, bucket).await?;
+        let b = self.authorize(caller, Action::WriteObject, bucket).await?;
         let (class, profile) = self.profile_for(&b.profile, storage_class)?;
-        self.admit(caller, &b, 0).await?;
+        self.admit(&b, 0).await?;
         let version_id = new_version_id();
         let dk = DataKey::generate();
         let binding = Binding {
@@ -92,7 +92,7 @@ impl ObjectService {
             bucket_id: b.id.clone(),
             key: key.to_string(),
             version_id,
-            owner_id: caller.user_id.clone(),
+            owner_id: caller.require_user()?.to_string(),
             initiated_ms: now_ms(),
             meta,
             storage_class: class,
@@ -107,12 +107,12 @@ impl ObjectService {
     /// The upload, if it exists for this bucket and key and the caller owns the bucket.
     async fn live_upload(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         upload_id: &str,
     ) -> Result<(Bucket, UploadRecord)> {
-        let b = self.owned_bucket(caller, bucket).await?;
+        let b = self.authorize(caller, Action::WriteObject, bucket).await?;
         match self.inner.catalogue.upload(upload_id).await? {
             Some(u) if u.bucket == bucket && u.key == key => Ok((b, u)),
             _ => Err(Error::NoSuchUpload {
@@ -124,7 +124,7 @@ impl ObjectService {
     #[allow(clippy::too_many_arguments)] // one per S3 request field; a struct would only rename them
     pub async fn upload_part(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -141,7 +141,7 @@ impl ObjectService {
         }
         let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         check_sse(&self.inner, upload.sse_c_mac.as_deref(), ck)?;
-        self.admit(caller, &b, 0).await?;
+        self.admit(&b, 0).await?;
         let binding = Binding {
             bucket,
             key,
@@ -193,7 +193,7 @@ impl ObjectService {
     /// Completes an upload; returns the new object's record.
     pub async fn complete_multipart_upload(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -259,9 +259,7 @@ impl ObjectService {
             Some(s) => {
                 // Each part was only checked for room for itself: the whole object must fit.
                 let declared = segments * deoss_chain_client::SEGMENT_SIZE;
-                self.admit(caller, &b, declared)
-                    .await?
-                    .map(|p| (s.clone(), p))
+                self.admit(&b, declared).await?.map(|p| (s.clone(), p))
             }
             None => None,
         };
@@ -293,7 +291,7 @@ impl ObjectService {
 
     pub async fn abort_multipart_upload(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -311,7 +309,7 @@ impl ObjectService {
     /// Parts after `marker`, at most `max`; and whether more follow.
     pub async fn list_parts(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -342,14 +340,14 @@ impl ObjectService {
     /// Uploads in progress, in (key, initiation) order after the markers; and whether more follow.
     pub async fn list_multipart_uploads(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         prefix: &str,
         key_marker: &str,
         upload_id_marker: &str,
         max: usize,
     ) -> Result<(Vec<UploadInfo>, bool)> {
-        self.owned_bucket(caller, bucket).await?;
+        self.authorize(caller, Action::ListBucket, bucket).await?;
         // Without an upload id marker, S3 starts after every upload of the marker key.
         let id_marker = if upload_id_marker.is_empty() && !key_marker.is_empty() {
             "\u{10FFFF}"

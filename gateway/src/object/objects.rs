@@ -8,8 +8,8 @@ use super::lease::ReadLease;
 use super::read::{self, ReadableExtent};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
-    ByteStream, Caller, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Result,
-    check_sse,
+    Action, ByteStream, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Principal,
+    Result, check_sse,
 };
 use crate::catalogue::objects::Replaced;
 use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, SettlementState, now_ms};
@@ -143,7 +143,7 @@ pub(crate) fn extent_cipher(
 }
 
 impl ObjectService {
-    pub async fn put_object(&self, caller: &Caller, req: PutObject) -> Result<PutOutcome> {
+    pub async fn put_object(&self, caller: &Principal, req: PutObject) -> Result<PutOutcome> {
         // Before anything else (the chain's space check included): a body S3 would never take
         // is refused as such, and not one byte of it is read.
         if req.size_hint.is_some_and(|n| n > MAX_OBJECT_SIZE) {
@@ -151,10 +151,10 @@ impl ObjectService {
                 max: MAX_OBJECT_SIZE,
             });
         }
-        let bucket = self.owned_bucket(caller, &req.bucket).await?;
-        let payer = self
-            .admit(caller, &bucket, req.size_hint.unwrap_or(0))
+        let bucket = self
+            .authorize(caller, Action::WriteObject, &req.bucket)
             .await?;
+        let payer = self.admit(&bucket, req.size_hint.unwrap_or(0)).await?;
         let (class, profile) = self.profile_for(&bucket.profile, req.storage_class.as_deref())?;
         let version_id = new_version_id();
         let dk = DataKey::generate();
@@ -232,12 +232,12 @@ impl ObjectService {
     /// The object's record (HeadObject), checking the caller and the SSE-C key.
     pub async fn head_object(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         ck: Option<&CustomerKey>,
     ) -> Result<ObjectRecord> {
-        self.owned_bucket(caller, bucket).await?;
+        self.authorize(caller, Action::ReadObject, bucket).await?;
         let record = self
             .inner
             .catalogue
@@ -260,7 +260,7 @@ impl ObjectService {
     /// extents are read, so the collector cannot take fragments this read is about to use.
     pub async fn open_object(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         bucket: &str,
         key: &str,
         ck: Option<&CustomerKey>,
@@ -306,8 +306,8 @@ impl ObjectService {
     }
 
     /// Deletes an object; deleting a missing key succeeds, as in S3.
-    pub async fn delete_object(&self, caller: &Caller, bucket: &str, key: &str) -> Result<()> {
-        let b = self.owned_bucket(caller, bucket).await?;
+    pub async fn delete_object(&self, caller: &Principal, bucket: &str, key: &str) -> Result<()> {
+        let b = self.authorize(caller, Action::DeleteObject, bucket).await?;
         if self
             .inner
             .catalogue
@@ -347,7 +347,7 @@ impl ObjectService {
     /// `dest.body` is ignored; the source's bytes are used.
     pub async fn copy_object(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         source: &OpenedObject,
         range: Option<Range<u64>>,
         mut dest: PutObject,

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::testing::{body, service, stored_fragments};
-use super::{ByteStream, Caller, CompletedPart, Error, ObjectService, PutObject, ServiceConfig};
+use super::{ByteStream, CompletedPart, Error, ObjectService, Principal, PutObject, ServiceConfig};
 use crate::catalogue::ObjectMeta;
 
 /// A body that yields `first`, tells `started` it was polled, then waits for the rest on the
@@ -44,7 +44,7 @@ fn put(key: &str, body: ByteStream) -> PutObject {
     }
 }
 
-async fn read_all(svc: &ObjectService, caller: &Caller, key: &str) -> Vec<u8> {
+async fn read_all(svc: &ObjectService, caller: &Principal, key: &str) -> Vec<u8> {
     let opened = svc.open_object(caller, "test", key, None).await.unwrap();
     let mut stream = opened.read(0..opened.record.size);
     let mut out = Vec::new();
@@ -83,9 +83,7 @@ async fn a_put_racing_delete_bucket_never_lands_in_the_next_owners_bucket() {
     started.await.unwrap();
     // The bucket is empty: it goes, and another user takes the name.
     svc.delete_bucket(&alice, "test").await.unwrap();
-    let bob = Caller {
-        user_id: "u2".into(),
-    };
+    let bob = Principal::user("u2");
     svc.create_bucket(&bob, "test", None).await.unwrap();
     rest.send(vec![2; 100_000]).await.unwrap();
     drop(rest);

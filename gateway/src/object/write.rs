@@ -728,7 +728,7 @@ mod tests {
 
     use crate::catalogue::ObjectMeta;
     use crate::object::testing::{service_over, stored_fragments};
-    use crate::object::{ByteStream, Caller, Error, ObjectService, PutObject, ServiceConfig};
+    use crate::object::{ByteStream, Error, ObjectService, Principal, PutObject, ServiceConfig};
     use crate::store::memory::MemoryStore;
     use crate::store::{FragmentHash, FragmentStore, StoreError, StoredFragment};
 
@@ -778,7 +778,7 @@ mod tests {
 
     /// A service on the 1+1 profile (4 MiB segments) over two stores, the second of which
     /// fails after `limit` fragments.
-    async fn service(limit: usize) -> (tempfile::TempDir, ObjectService, Caller) {
+    async fn service(limit: usize) -> (tempfile::TempDir, ObjectService, Principal) {
         let open = Arc::new(Semaphore::new(Semaphore::MAX_PERMITS));
         service_gated(limit, open, ServiceConfig::default()).await
     }
@@ -788,7 +788,7 @@ mod tests {
         limit: usize,
         gate: Arc<Semaphore>,
         cfg: ServiceConfig,
-    ) -> (tempfile::TempDir, ObjectService, Caller) {
+    ) -> (tempfile::TempDir, ObjectService, Principal) {
         let store = |id: &str, limit: usize| -> Arc<dyn FragmentStore> {
             Arc::new(TestStore {
                 inner: MemoryStore::new(id),

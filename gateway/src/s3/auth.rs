@@ -12,7 +12,7 @@ use s3s::{S3Request, S3Result, s3_error};
 
 use crate::catalogue::Catalogue;
 use crate::crypto::MasterKey;
-use crate::object::Caller;
+use crate::object::Principal;
 
 /// How long a looked-up key is trusted before the catalogue is asked again: a deleted key stops
 /// working within this time.
@@ -83,19 +83,17 @@ impl KeyDirectory {
         Ok(Some(entry))
     }
 
-    /// The user behind a verified request.
-    pub async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Caller> {
-        let creds = req
-            .credentials
-            .as_ref()
-            .ok_or_else(|| s3_error!(AccessDenied, "anonymous access is not allowed"))?;
+    /// Who a verified request acts for: the user of its access key, or nobody (the object
+    /// service's authorizer decides what an anonymous request may do).
+    pub async fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Principal> {
+        let Some(creds) = req.credentials.as_ref() else {
+            return Ok(Principal::Anonymous);
+        };
         let entry = self
             .lookup(&creds.access_key)
             .await?
             .ok_or_else(|| s3_error!(InvalidAccessKeyId))?;
-        Ok(Caller {
-            user_id: entry.user_id,
-        })
+        Ok(Principal::user(entry.user_id))
     }
 }
 

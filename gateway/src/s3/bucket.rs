@@ -36,7 +36,7 @@ impl DeossS3 {
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(Owner {
-                id: Some(caller.user_id.clone()),
+                id: caller.user_id().map(str::to_string),
                 display_name: None,
             }),
             prefix: req.input.prefix,
@@ -88,7 +88,7 @@ impl DeossS3 {
     ) -> S3Result<S3Response<HeadBucketOutput>> {
         let caller = self.keys.caller(&req).await?;
         self.svc
-            .owned_bucket(&caller, &req.input.bucket)
+            .head_bucket(&caller, &req.input.bucket)
             .await
             .or_s3()?;
         Ok(S3Response::new(HeadBucketOutput {
@@ -115,7 +115,7 @@ impl DeossS3 {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let caller = self.keys.caller(&req).await?;
         self.svc
-            .owned_bucket(&caller, &req.input.bucket)
+            .head_bucket(&caller, &req.input.bucket)
             .await
             .or_s3()?;
         // As S3 does, us-east-1 is reported as an empty constraint.

@@ -7,7 +7,7 @@ use s3s::{S3Result, s3_error};
 use super::DeossS3;
 use super::error::OrS3;
 use super::headers::{condition_text, customer_key, timestamp_ms};
-use crate::object::{Caller, CopySourceConditions, CustomerKey, OpenedObject};
+use crate::object::{CopySourceConditions, CustomerKey, OpenedObject, Principal};
 
 /// The copy-source fields of a request.
 pub(super) struct CopySourceFields<'a> {
@@ -50,7 +50,7 @@ impl DeossS3 {
     /// Opens the source of a copy once its conditions hold.
     pub(super) async fn open_copy_source(
         &self,
-        caller: &Caller,
+        caller: &Principal,
         f: CopySourceFields<'_>,
     ) -> S3Result<CopySourceOpened> {
         let CopySource::Bucket {

@@ -10,7 +10,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::DeossS3;
 use super::error::OrS3;
 use super::headers::{etag, timestamp};
-use crate::object::{Caller, Listing};
+use crate::object::{Listing, Principal};
 
 /// Most keys one listing page returns, whatever max-keys asks.
 const MAX_KEYS: i32 = 1000;
@@ -88,9 +88,9 @@ fn prefixes(listing: &Listing, enc: &Encoder) -> Vec<CommonPrefix> {
         .collect()
 }
 
-fn owner_of(caller: &Caller) -> Owner {
+fn owner_of(caller: &Principal) -> Owner {
     Owner {
-        id: Some(caller.user_id.clone()),
+        id: caller.user_id().map(str::to_string),
         display_name: None,
     }
 }

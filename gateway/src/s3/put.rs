@@ -193,7 +193,7 @@ impl DeossS3 {
                 "a DeleteObjects request may name at most {MAX_DELETE_KEYS} keys"
             ));
         }
-        self.svc.owned_bucket(&caller, &i.bucket).await.or_s3()?;
+        self.svc.head_bucket(&caller, &i.bucket).await.or_s3()?;
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
