@@ -388,9 +388,18 @@ async fn sigterm_lets_requests_in_flight_finish() {
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&body[..MIB]).await.unwrap();
     stream.flush().await.unwrap();
+    let addr = server.addr;
     let finish = tokio::spawn(async move {
-        // The rest of the body arrives after the signal.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The rest of the body arrives once the server has begun to shut down (it no longer
+        // accepts connections).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "SIGTERM was not acted on"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         stream.write_all(&body[MIB..]).await.unwrap();
         read_response(&mut stream).await
     });
