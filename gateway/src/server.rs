@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::body::Body;
 use axum::error_handling::HandleError;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use http::StatusCode;
@@ -24,7 +21,8 @@ use crate::config::{Config, ConfigError};
 use crate::crypto::{CryptoError, MasterKey, random_array, write_private_file};
 use crate::object::{self, ObjectService, ServiceConfig};
 use crate::s3::DeossS3;
-use crate::s3::auth::{KeyDirectory, SignedOnly, is_sigv2};
+use crate::s3::auth::{KeyDirectory, SignedOnly};
+use crate::s3::front;
 use crate::settlement::{RetryConfig, Settlement, SettlementConfig};
 use crate::store::{FragmentStore, LocalStore, StoreError, StoreSet};
 use deoss_chain_client::{
@@ -163,7 +161,8 @@ impl Gateway {
         Router::new()
             .route(&format!("{ROUTE_PREFIX}/health"), get(|| async { "ok" }))
             .fallback_service(s3)
-            .layer(middleware::from_fn(refuse_sigv2))
+            .layer(middleware::from_fn(front::refuse_form_uploads))
+            .layer(middleware::from_fn(front::refuse_sigv2))
     }
 }
 
@@ -231,22 +230,6 @@ async fn open_chain(config: &Config) -> Result<Arc<dyn Chain>, StartError> {
         Err(e) => return Err(e.into()),
     }
     Ok(chain)
-}
-
-/// SigV2 is refused before s3s sees it (s3s would verify and accept it).
-async fn refuse_sigv2(req: Request, next: Next) -> Response {
-    if is_sigv2(req.headers(), req.uri()) {
-        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidRequest</Code><Message>\
-                    The authorization mechanism you have provided is not supported: AWS Signature Version 2 is \
-                    refused. Please use AWS4-HMAC-SHA256.</Message></Error>";
-        return (
-            StatusCode::BAD_REQUEST,
-            [(http::header::CONTENT_TYPE, "application/xml")],
-            Body::from(body),
-        )
-            .into_response();
-    }
-    next.run(req).await
 }
 
 /// Makes sure the root user has credentials: the configured ones, or generated ones written
