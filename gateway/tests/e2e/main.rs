@@ -10,6 +10,7 @@ mod chunked;
 mod durability;
 mod forms;
 mod listing;
+mod metadata;
 mod multipart;
 mod objects;
 mod postgres;
