@@ -12,6 +12,7 @@ mod forms;
 mod listing;
 mod metadata;
 mod multipart;
+mod multipart_responses;
 mod objects;
 mod postgres;
 mod settlement;
