@@ -1,4 +1,5 @@
-//! What multipart objects answer: parts read by number, an empty last part included.
+//! What multipart objects answer: the Location of a completion, and parts read by number,
+//! an empty last part included.
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -50,6 +51,18 @@ async fn multipart(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, parts: &[Ve
         .await
         .unwrap();
     out.location().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn completion_location_is_an_absolute_url() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("loc").send().await.unwrap();
+    let location = multipart(&s3, "loc", "dir/a b+c é.txt", &[b"x".to_vec()]).await;
+    assert_eq!(
+        location,
+        format!("http://{}/loc/dir/a%20b%2Bc%20%C3%A9.txt", server.addr)
+    );
 }
 
 #[tokio::test]
