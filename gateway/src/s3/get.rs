@@ -179,6 +179,25 @@ impl DeossS3 {
         let range = requested_range(&record, opened.as_ref(), i.range.as_ref(), i.part_number)?;
         let mut out = HeadObjectOutput::default();
         set_object_headers!(out, &record);
+        // s3s applies the response-* overrides of GetObject itself, but not those of HeadObject.
+        let overrides = [
+            (&mut out.content_type, &i.response_content_type),
+            (&mut out.content_language, &i.response_content_language),
+            (&mut out.cache_control, &i.response_cache_control),
+            (
+                &mut out.content_disposition,
+                &i.response_content_disposition,
+            ),
+            (&mut out.content_encoding, &i.response_content_encoding),
+        ];
+        for (field, given) in overrides {
+            if given.is_some() {
+                field.clone_from(given);
+            }
+        }
+        if i.response_expires.is_some() {
+            out.expires.clone_from(&i.response_expires);
+        }
         set_sse!(out, ck.as_ref());
         match &range {
             Some(r) => {
