@@ -5,7 +5,9 @@
 use super::digest::{ChecksumExpectation, multipart_etag};
 use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
-use super::{ByteStream, Caller, CustomerKey, Error, ObjectService, Result, check_sse};
+use super::{
+    ByteStream, Caller, CustomerKey, Error, ObjectService, Result, check_sse, visible_etag,
+};
 use crate::catalogue::multipart::{PartStored, SettlementPlanner};
 use crate::catalogue::{
     Bucket, Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms,
@@ -103,6 +105,12 @@ impl ObjectService {
         Ok(upload.upload_id)
     }
 
+    /// The ETag a client is given for a part of `upload` (opaque for SSE-C uploads).
+    fn part_etag(&self, upload: &UploadRecord, part: u32, md5_hex: &str) -> String {
+        let sse_c = upload.sse_c_mac.is_some();
+        visible_etag(&self.inner, sse_c, &upload.version_id, part, md5_hex)
+    }
+
     /// The upload, if it exists for this bucket and key and the caller owns the bucket.
     async fn live_upload(
         &self,
@@ -192,7 +200,7 @@ impl ObjectService {
         self.gc_notify();
         Ok(PartInfo {
             part_number,
-            etag: extent.md5,
+            etag: self.part_etag(&upload, part_number, &extent.md5),
             size: extent.size,
             last_modified_ms: extent.created_ms,
             checksum: extent.checksum,
@@ -227,9 +235,12 @@ impl ObjectService {
         // more chain space than their total size alone would suggest.
         let mut segments = 0u64;
         for (i, p) in parts.iter().enumerate() {
+            let given = p.etag.trim_matches('"');
             let found = stored
                 .iter()
-                .find(|e| e.part == p.part_number && e.md5 == p.etag.trim_matches('"'))
+                .find(|e| {
+                    e.part == p.part_number && self.part_etag(&upload, e.part, &e.md5) == given
+                })
                 .ok_or(Error::InvalidPart {
                     part: p.part_number,
                 })?;
@@ -238,7 +249,7 @@ impl ObjectService {
                     part: p.part_number,
                 });
             }
-            md5s.push(found.md5.clone());
+            md5s.push(self.part_etag(&upload, found.part, &found.md5));
             size += found.size;
             segments += found.segment_hashes.as_ref().map_or(0, |h| h.len() as u64);
         }
@@ -324,7 +335,7 @@ impl ObjectService {
             .filter(|e| e.part > marker)
             .map(|e| PartInfo {
                 part_number: e.part,
-                etag: e.md5,
+                etag: self.part_etag(&upload, e.part, &e.md5),
                 size: e.size,
                 last_modified_ms: e.created_ms,
                 checksum: e.checksum,

@@ -8,7 +8,7 @@ use super::read::{self, ReadableExtent};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
     ByteStream, Caller, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Result,
-    check_sse,
+    check_sse, visible_etag,
 };
 use crate::catalogue::objects::Replaced;
 use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, SettlementState, now_ms};
@@ -169,12 +169,19 @@ impl ObjectService {
             &guard,
         )
         .await?;
+        let etag = visible_etag(
+            &self.inner,
+            sse_c_mac.is_some(),
+            &version_id,
+            0,
+            &extent.md5,
+        );
         let record = ObjectRecord {
             bucket: req.bucket,
             key: req.key,
             version_id,
             size: extent.size,
-            etag: extent.md5.clone(),
+            etag,
             last_modified_ms: now_ms(),
             meta: req.meta,
             storage_class: class,

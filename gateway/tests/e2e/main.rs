@@ -16,4 +16,5 @@ mod multipart_responses;
 mod objects;
 mod postgres;
 mod settlement;
+mod sse_c;
 mod startup;
