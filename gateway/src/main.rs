@@ -1,6 +1,7 @@
 //! The `deoss` binary: `deoss serve` runs the gateway, `deoss admin` manages users and keys,
 //! `deoss chain` inspects the embedded dev ledger.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -193,6 +194,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,sqlx=warn,s3s=off".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in journald, files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(common) => serve(common.load()?).await,
