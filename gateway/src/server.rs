@@ -11,7 +11,6 @@ use axum::error_handling::HandleError;
 use axum::middleware;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use http::StatusCode;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
@@ -154,13 +153,11 @@ impl Gateway {
         ));
         builder.set_auth(self.keys.clone());
         builder.set_access(SignedOnly);
-        let s3 = HandleError::new(builder.build(), |err: s3s::HttpError| async move {
-            tracing::error!(?err, "S3 service error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        });
+        let s3 = HandleError::new(builder.build(), front::s3s_failure);
         Router::new()
             .route(&format!("{ROUTE_PREFIX}/health"), get(|| async { "ok" }))
             .fallback_service(s3)
+            .layer(middleware::from_fn(front::fill_error_messages))
             .layer(middleware::from_fn(front::refuse_form_uploads))
             .layer(middleware::from_fn(front::refuse_sigv2))
     }

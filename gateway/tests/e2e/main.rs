@@ -8,6 +8,7 @@ mod buckets;
 mod cess;
 mod chunked;
 mod durability;
+mod errors;
 mod forms;
 mod listing;
 mod metadata;
