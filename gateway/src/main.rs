@@ -233,7 +233,7 @@ fn print_settlement(row: &deoss::catalogue::SettlementRecord) {
     println!("owner = {}", row.owner.as_deref().unwrap_or("-"));
     println!(
         "state = {}",
-        settlement::header_value(row.state, row.block, row.reason.as_deref())
+        settlement::describe(row.state, row.block, row.reason.as_deref())
     );
     println!("attempts = {}", row.attempts);
 }
@@ -340,7 +340,7 @@ async fn run_admin(config: Config, what: AdminCommand) -> anyhow::Result<()> {
                     row.fid.as_deref().unwrap_or("-"),
                     row.bucket,
                     row.key,
-                    settlement::header_value(row.state, row.block, row.reason.as_deref())
+                    settlement::describe(row.state, row.block, row.reason.as_deref())
                 );
             }
         }

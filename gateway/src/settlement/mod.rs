@@ -12,7 +12,8 @@
 //! - **Worker** ([`worker`]): drains the outbox with retries and exponential backoff
 //!   ([`RetryConfig`]). It is idempotent: it reads the order's state on chain before sending
 //!   anything and treats `AlreadyExists` as done, so each order settles exactly once, across
-//!   restarts and crashes between "sent" and "recorded".
+//!   restarts and crashes between "sent" and "recorded". Clients see a row's state with a short
+//!   reason code ([`header_value`]); the chain's own words are kept for operators ([`describe`]).
 //!
 //! # Which objects are declared
 //!
@@ -369,6 +370,7 @@ fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(),
             payer.account, payer.territory
         )));
     };
+    // The messages are made from the snapshot, not from the chain error's text.
     match t.check_room(deoss_chain_client::upload_space(size), snap.now) {
         Ok(()) => Ok(()),
         Err(deoss_chain_client::Error::InsufficientSpace {
@@ -377,13 +379,15 @@ fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(),
             "not enough space: territory {:?} of {} has {remaining} bytes left, {needed} needed",
             payer.territory, payer.account
         ))),
-        Err(e) if snap.now > t.deadline => Err(AdmitError::Refused(format!(
-            "territory expired: {e} (account {})",
-            payer.account
+        Err(_) if snap.now > t.deadline => Err(AdmitError::Refused(format!(
+            "territory expired: territory {:?} of {} expired at block {}",
+            payer.territory, payer.account, t.deadline
         ))),
-        Err(e) => Err(AdmitError::Refused(format!(
-            "territory unusable: {e} (account {})",
-            payer.account
+        Err(_) => Err(AdmitError::Refused(format!(
+            "territory unusable: territory {:?} of {} is {}, not active",
+            payer.territory,
+            payer.account,
+            t.state.as_str()
         ))),
     }
 }
@@ -404,18 +408,27 @@ fn declaration(
             format!("part {}", e.part)
         };
         if e.inline_data.is_some() {
-            return Err(format!(
-                "{what} is stored inline (under the inline threshold): no fragments to declare"
+            return Err(reason(
+                "inline",
+                format_args!(
+                    "{what} is stored inline (under the inline threshold): no fragments to declare"
+                ),
             ));
         }
         if e.k as usize + e.m as usize != FRAGMENTS_PER_SEGMENT || e.k != 4 {
-            return Err(format!(
-                "{what} uses erasure profile {}+{}; CESS takes 4+8 (the cess profile)",
-                e.k, e.m
+            return Err(reason(
+                "profile",
+                format_args!(
+                    "{what} uses erasure profile {}+{}; CESS takes 4+8 (the cess profile)",
+                    e.k, e.m
+                ),
             ));
         }
         let Some(hashes) = &e.segment_hashes else {
-            return Err(format!("{what} was stored before segment hashes were kept"));
+            return Err(reason(
+                "no_segment_hashes",
+                format_args!("{what} was stored before segment hashes were kept"),
+            ));
         };
         for (s, hash) in hashes.iter().enumerate() {
             let fragments: Vec<Hash64> = e
@@ -425,9 +438,12 @@ fn declaration(
                 .map(|f| Hash64::from_digest(f.hash.0))
                 .collect();
             if fragments.len() != FRAGMENTS_PER_SEGMENT {
-                return Err(format!(
-                    "segment {s} of {what} has {} fragments, not {FRAGMENTS_PER_SEGMENT}",
-                    fragments.len()
+                return Err(reason(
+                    "fragments",
+                    format_args!(
+                        "segment {s} of {what} has {} fragments, not {FRAGMENTS_PER_SEGMENT}",
+                        fragments.len()
+                    ),
                 ));
             }
             segments.push(SegmentDeclaration {
@@ -437,10 +453,10 @@ fn declaration(
         }
     }
     if segments.is_empty() {
-        return Err("the object has no segments".into());
+        return Err(reason("no_segments", "the object has no segments"));
     }
     let hashes: Vec<Fid> = segments.iter().map(|s| s.hash).collect();
-    let fid = fid_of_segments(&hashes).map_err(|e| e.to_string())?;
+    let fid = fid_of_segments(&hashes).map_err(|e| reason("invalid_declaration", e))?;
     let request = DeclarationRequest {
         fid,
         segments,
@@ -450,13 +466,44 @@ fn declaration(
         territory: payer.territory.clone(),
         file_size: size,
     };
-    request.validate().map_err(|e| e.to_string())?;
+    request
+        .validate()
+        .map_err(|e| reason("invalid_declaration", e))?;
     Ok(request)
 }
 
-/// The `x-deoss-settlement` header value of a declaration row.
+/// A row's reason as stored: a short stable code, then the full text for `deoss admin`.
+pub(crate) fn reason(code: &str, text: impl std::fmt::Display) -> String {
+    format!("{code}: {text}")
+}
+
+/// The code of a stored reason (`code: text`). Rows written before codes were kept get one for
+/// their state.
+fn reason_code(state: SettlementState, reason: Option<&str>) -> &str {
+    let code = reason
+        .and_then(|r| r.split_once(": "))
+        .map(|(code, _)| code);
+    match code {
+        Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => c,
+        _ if state == SettlementState::None => "not_declarable",
+        _ => "chain_error",
+    }
+}
+
+/// The `x-deoss-settlement` header value of a declaration row. Its reason is only the code:
+/// the full text (the chain's own words, which may carry node addresses, file paths or RPC
+/// errors) is for operators, through [`describe`].
 pub fn header_value(state: SettlementState, block: Option<i64>, reason: Option<&str>) -> String {
-    let reason = reason.unwrap_or("unknown").replace(['\r', '\n'], " ");
+    state_text(state, block, reason_code(state, reason))
+}
+
+/// The state of a declaration row with its full reason, for `deoss admin`.
+pub fn describe(state: SettlementState, block: Option<i64>, reason: Option<&str>) -> String {
+    state_text(state, block, reason.unwrap_or("unknown"))
+}
+
+fn state_text(state: SettlementState, block: Option<i64>, reason: &str) -> String {
+    let reason = reason.replace(['\r', '\n'], " ");
     match state {
         SettlementState::Pending => "pending".into(),
         SettlementState::Declared => match block {
