@@ -14,6 +14,7 @@ use crate::catalogue::{
 };
 use crate::crypto::{Binding, ChunkCipher, DataKey};
 use crate::erasure::Profile;
+use crate::settlement::Settlement;
 
 /// Smallest part allowed, except for the last one.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -140,6 +141,7 @@ impl ObjectService {
         content_md5: Option<[u8; 16]>,
         checksum: Option<ChecksumExpectation>,
         body: ByteStream,
+        size_hint: Option<u64>,
     ) -> Result<PartInfo> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::InvalidArgument(format!(
@@ -148,7 +150,8 @@ impl ObjectService {
         }
         let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         check_sse(&self.inner, upload.sse_c_mac.as_deref(), ck)?;
-        self.admit(caller, &b, 0).await?;
+        // The part's space stays reserved in the territory while it is written.
+        let _space = self.admit(caller, &b, size_hint.unwrap_or(0)).await?;
         let binding = Binding {
             bucket,
             key,
@@ -278,9 +281,16 @@ impl ObjectService {
             }
             None => None,
         };
+        // The fid of the order to declare, for which the space stays reserved.
+        let pending_fid = std::sync::Mutex::new(None);
         let plan = payer.as_ref().map(|(s, p)| {
             let (bucket, key, size) = (record.bucket.clone(), record.key.clone(), record.size);
-            move |extents: &[ExtentRecord]| s.plan(p, &bucket, &key, size, extents)
+            let pending_fid = &pending_fid;
+            move |extents: &[ExtentRecord]| {
+                let row = s.plan(p, &bucket, &key, size, extents);
+                *pending_fid.lock().expect("poisoned") = Settlement::pending_fid(&row);
+                row
+            }
         });
         let settle = plan.as_ref().map(|f| f as &SettlementPlanner<'_>);
         if !self
@@ -292,6 +302,9 @@ impl ObjectService {
             return Err(Error::NoSuchUpload {
                 upload_id: upload_id.to_string(),
             });
+        }
+        if let Some((s, p)) = &payer {
+            s.hold_until_declared(p, pending_fid.lock().expect("poisoned").take());
         }
         self.gc_notify();
         self.settlement_notify();

@@ -203,6 +203,9 @@ impl ObjectService {
             .commit_object_settled(&record, extents, settlement.as_ref())
             .await?;
         guard.commit();
+        if let (Some(s), Some(p), Some(row)) = (self.settlement(), &payer, &settlement) {
+            s.hold_until_declared(p, crate::settlement::Settlement::pending_fid(row));
+        }
         // The workers are woken only when there is work: a small PUT of a new key queues
         // neither garbage nor a declaration, and each wake costs them a catalogue query.
         let replaced = replaced == Replaced::Previous;

@@ -135,6 +135,7 @@ impl DeossS3 {
                 content_md5(i.content_md5.as_deref())?,
                 checksum,
                 body_stream(i.body),
+                i.content_length.and_then(|n| u64::try_from(n).ok()),
             )
             .await
             .or_s3()?;
@@ -178,7 +179,8 @@ impl DeossS3 {
                 dst_ck.as_ref(),
                 None,
                 None,
-                source.read(range),
+                source.read(range.clone()),
+                Some(range.end - range.start),
             )
             .await
             .or_s3()?;

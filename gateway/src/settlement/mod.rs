@@ -5,7 +5,8 @@
 //!   must have authorized this gateway and the territory must exist, be active, not be expired
 //!   and have room. Answers are cached for [`SettlementConfig::check_cache`]; when the chain
 //!   cannot be reached the last answer (up to [`SettlementConfig::stale_check`] old) is used,
-//!   else the upload gets `503 ServiceUnavailable`.
+//!   else the upload gets `503 ServiceUnavailable`. Admission reserves the space the upload's
+//!   order will lock, so uploads in flight count against the territory (see `reserve`).
 //! - **Outbox**: the catalogue transaction that makes an object visible also writes its
 //!   declaration row (or a `none` row saying why it has no order); the one that retires an object
 //!   queues a deletion of its order. See `catalogue::settlement`.
@@ -42,6 +43,7 @@
 //! provisioned: users need `--account`, the account must have authorized the gateway
 //! (`Oss.authorize`) and bought a territory.
 
+mod reserve;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -58,6 +60,7 @@ use crate::catalogue::{
     Bucket, Catalogue, CatalogueError, ExtentRecord, NewSettlement, SettlementState,
 };
 
+pub use reserve::Reservation;
 pub use worker::RetryConfig;
 
 /// Tunables of settlement (set from the gateway's `[chain]` config).
@@ -110,6 +113,9 @@ pub struct Payer {
     pub territory: String,
     /// The account was derived by the gateway (no `--account`): a dev account.
     pub implicit: bool,
+    /// The territory space admission reserved for the upload; given back when the last clone
+    /// is dropped, unless handed to [`Settlement::hold_until_declared`].
+    pub reservation: Reservation,
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +123,13 @@ struct Snapshot {
     authorized: bool,
     territory: Option<Territory>,
     now: u64,
+    /// The territory's reservation epoch when the chain was asked (see `reserve`).
+    epoch: u64,
 }
+
+/// How many times admission asks the chain again when declarations keep settling meanwhile;
+/// after that it judges with the answer it has.
+const EPOCH_RETRIES: u32 = 3;
 
 /// Settlement for one gateway: its chain, its admission cache, its outbox.
 #[derive(Debug)]
@@ -129,6 +141,7 @@ pub struct Settlement {
     /// Dev accounts are provisioned one at a time: the first uploads of an account arrive
     /// together, and all but one would find the territory just minted by another.
     provisioning: tokio::sync::Mutex<()>,
+    reservations: reserve::Reservations,
     wake: tokio::sync::Notify,
 }
 
@@ -172,6 +185,7 @@ impl Settlement {
             cfg,
             cache: Mutex::default(),
             provisioning: tokio::sync::Mutex::default(),
+            reservations: reserve::Reservations::default(),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -213,12 +227,14 @@ impl Settlement {
                     account,
                     territory,
                     implicit: false,
+                    reservation: Reservation::default(),
                 })
             }
             None if self.chain.dev_ledger().is_some() => Ok(Payer {
                 account: dev_account(&user.name),
                 territory,
                 implicit: true,
+                reservation: Reservation::default(),
             }),
             None => Err(AdmitError::Refused(format!(
                 "user {} has no chain account: on a CESS gateway every user needs one \
@@ -229,7 +245,9 @@ impl Settlement {
     }
 
     /// Whether an upload of `size` bytes (0 when unknown: one segment) by `user_id` into
-    /// `bucket` may go ahead.
+    /// `bucket` may go ahead. If so, the space its storage order will lock is reserved in the
+    /// territory until the returned payer (and its clones) are dropped: uploads in flight count
+    /// against what the chain says is left.
     pub async fn admit(
         &self,
         user_id: &str,
@@ -269,13 +287,53 @@ impl Settlement {
                 snap = self.snapshot(&payer, true).await?;
             }
         }
-        judge(
-            &snap,
-            &payer,
-            &self.chain.gateway_account().to_string(),
-            size,
-        )?;
-        Ok(payer)
+        let gateway = self.chain.gateway_account().to_string();
+        let needed = deoss_chain_client::upload_space(size);
+        let key = (payer.account, payer.territory.clone());
+        let mut attempts = 0;
+        loop {
+            // An answer asked before a declaration's reservation was given back may not count
+            // that declaration: it is asked again, a few times at most.
+            let seen = (attempts < EPOCH_RETRIES).then_some(snap.epoch);
+            let reserved = self
+                .reservations
+                .reserve(key.clone(), needed, seen, |held| {
+                    judge(&snap, &payer, &gateway, needed, held)
+                })?;
+            if let Some(reservation) = reserved {
+                return Ok(Payer {
+                    reservation,
+                    ..payer
+                });
+            }
+            attempts += 1;
+            snap = self.snapshot(&payer, true).await?;
+        }
+    }
+
+    /// An object admitted for `payer` is committed. If its storage order `fid` (a pending
+    /// declaration) is still to be declared, the space stays reserved until it is, since the
+    /// chain counts it only from then on; with no order to declare it is given back now.
+    pub fn hold_until_declared(&self, payer: &Payer, fid: Option<String>) {
+        if let Some(fid) = fid {
+            self.reservations
+                .await_declaration(fid, payer.reservation.clone());
+        }
+    }
+
+    /// The fid of a planned outbox row that is to be declared.
+    pub fn pending_fid(row: &NewSettlement) -> Option<String> {
+        (row.state == SettlementState::Pending)
+            .then(|| row.fid.clone())
+            .flatten()
+    }
+
+    /// The declaration of `fid` is settled: its space is the chain's to count now. The cached
+    /// answer for its territory is dropped, so the next admission sees the chain's new figure.
+    fn release_declared(&self, fid: &str) {
+        if let Some(key) = self.reservations.settled(fid) {
+            self.cache.lock().expect("poisoned").remove(&key);
+        }
     }
 
     async fn snapshot(&self, payer: &Payer, refresh: bool) -> Result<Snapshot, AdmitError> {
@@ -287,6 +345,7 @@ impl Settlement {
         {
             return Ok(snap.clone());
         }
+        let epoch = self.reservations.epoch(&key);
         let fetched = async {
             let authorized = self.chain.is_authorized(&payer.account).await?;
             let territory = self
@@ -298,6 +357,7 @@ impl Settlement {
                 authorized,
                 territory,
                 now,
+                epoch,
             })
         }
         .await;
@@ -355,8 +415,15 @@ impl Settlement {
     }
 }
 
-/// Applies the chain's answer to an upload of `size` bytes.
-fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(), AdmitError> {
+/// Applies the chain's answer to an upload whose order will lock `needed` bytes, while this
+/// gateway already holds `held` bytes of the territory for other uploads.
+fn judge(
+    snap: &Snapshot,
+    payer: &Payer,
+    gateway: &str,
+    needed: u64,
+    held: u64,
+) -> Result<(), AdmitError> {
     if !snap.authorized {
         return Err(AdmitError::Refused(format!(
             "not authorized: chain account {} has not authorized this gateway ({gateway}) to \
@@ -371,14 +438,21 @@ fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(),
         )));
     };
     // The messages are made from the snapshot, not from the chain error's text.
-    match t.check_room(deoss_chain_client::upload_space(size), snap.now) {
+    match t.check_room(needed.saturating_add(held), snap.now) {
         Ok(()) => Ok(()),
-        Err(deoss_chain_client::Error::InsufficientSpace {
-            needed, remaining, ..
-        }) => Err(AdmitError::Refused(format!(
-            "not enough space: territory {:?} of {} has {remaining} bytes left, {needed} needed",
-            payer.territory, payer.account
-        ))),
+        Err(deoss_chain_client::Error::InsufficientSpace { remaining, .. }) => {
+            let left = remaining.saturating_sub(held);
+            let in_flight = if held > 0 {
+                format!(" ({held} more are reserved by uploads in progress)")
+            } else {
+                String::new()
+            };
+            Err(AdmitError::Refused(format!(
+                "not enough space: territory {:?} of {} has {left} bytes left{in_flight}, \
+                 {needed} needed",
+                payer.territory, payer.account
+            )))
+        }
         Err(_) if snap.now > t.deadline => Err(AdmitError::Refused(format!(
             "territory expired: territory {:?} of {} expired at block {}",
             payer.territory, payer.account, t.deadline

@@ -218,6 +218,7 @@ async fn undeclarable_objects_say_why() {
         account: dev_account("x"),
         territory: "deoss".into(),
         implicit: true,
+        reservation: Reservation::default(),
     };
     let inline = s.plan(&payer, "b", "k", 3, &[extent(0, 0)]);
     assert_eq!(inline.state, SettlementState::None);
@@ -391,7 +392,8 @@ async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
 }
 
 /// A declaration the chain refuses fails with a reason code in the header; the chain's own words
-/// (here with a node address and a file path) are kept for the admin CLI only.
+/// (here with a node address and a file path) are kept for the admin CLI only. Its territory
+/// space is given back.
 #[tokio::test]
 async fn refused_declarations_show_a_code_not_the_chain_text() {
     let (_c, cat) = sqlite_catalogue().await;
@@ -410,11 +412,15 @@ async fn refused_declarations_show_a_code_not_the_chain_text() {
     let user = cat.create_user("bob").await.unwrap().unwrap();
     let b = bucket(&user.id);
     let payer = s.admit(&user.id, &b, 1).await.unwrap();
+    let key = (payer.account, payer.territory.clone());
     let ext = [extent(0, 12)];
     let plan = s.plan(&payer, "b", "k", 1, &ext);
     cat.commit_object_settled(&object("b", "k", "v1"), &ext, Some(&plan))
         .await
         .unwrap();
+    s.hold_until_declared(&payer, Settlement::pending_fid(&plan));
+    drop(payer);
+    assert!(s.reservations.held(&key) > 0, "held until declared");
 
     *flaky.refusal.lock().unwrap() = Some(deoss_chain_client::Error::Dispatch {
         call: "FileBank.upload_declaration".into(),
@@ -431,4 +437,5 @@ async fn refused_declarations_show_a_code_not_the_chain_text() {
     );
     let full = describe(row.state, row.block, reason);
     assert!(full.contains("/var/lib/cess/db"), "{full}");
+    assert_eq!(s.reservations.held(&key), 0, "given back");
 }

@@ -113,6 +113,13 @@ impl Settlement {
         let attempts = row.attempts + 1;
         match outcome {
             Outcome::Done(state, block, reason) => {
+                // Given back as soon as the chain counts the order (or never will), before the
+                // catalogue write: meanwhile an admission would count it twice.
+                if row.kind == SettlementKind::Declare
+                    && let Some(fid) = &row.fid
+                {
+                    self.release_declared(fid);
+                }
                 tracing::info!(
                     id = row.id,
                     kind = row.kind.as_str(),
