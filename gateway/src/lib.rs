@@ -14,8 +14,8 @@
 //!   the catalogue, with upload checks the object service asks before accepting data.
 //!
 //! Security notes: the master key (a 0600 file) wraps every data key and the secret of every
-//! access key; SSE-C keys are never stored (only an HMAC to recognise them); fragment stores
-//! only ever see ciphertext; errors that reach clients never carry paths, keys or causes.
+//! access key; SSE-C keys are never stored (only a salted HMAC to recognise them); fragment
+//! stores only ever see ciphertext; errors that reach clients never carry paths, keys or causes.
 
 pub mod admin;
 pub mod catalogue;

@@ -1,6 +1,7 @@
 //! The `deoss` binary: `deoss serve` runs the gateway, `deoss admin` manages users and keys,
 //! `deoss chain` inspects the embedded dev ledger.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -193,6 +194,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,sqlx=warn,s3s=off".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in journald, files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Serve(common) => serve(common.load()?).await,
@@ -230,7 +233,7 @@ fn print_settlement(row: &deoss::catalogue::SettlementRecord) {
     println!("owner = {}", row.owner.as_deref().unwrap_or("-"));
     println!(
         "state = {}",
-        settlement::header_value(row.state, row.block, row.reason.as_deref())
+        settlement::describe(row.state, row.block, row.reason.as_deref())
     );
     println!("attempts = {}", row.attempts);
 }
@@ -337,7 +340,7 @@ async fn run_admin(config: Config, what: AdminCommand) -> anyhow::Result<()> {
                     row.fid.as_deref().unwrap_or("-"),
                     row.bucket,
                     row.key,
-                    settlement::header_value(row.state, row.block, row.reason.as_deref())
+                    settlement::describe(row.state, row.block, row.reason.as_deref())
                 );
             }
         }

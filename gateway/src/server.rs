@@ -7,14 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::body::Body;
 use axum::error_handling::HandleError;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use http::StatusCode;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
@@ -24,7 +20,8 @@ use crate::config::{Config, ConfigError};
 use crate::crypto::{CryptoError, MasterKey, random_array, write_private_file};
 use crate::object::{self, ObjectService, ServiceConfig};
 use crate::s3::DeossS3;
-use crate::s3::auth::{KeyDirectory, SignedOnly, is_sigv2, signing_region};
+use crate::s3::auth::{KeyDirectory, SignedOnly};
+use crate::s3::front;
 use crate::settlement::{RetryConfig, Settlement, SettlementConfig};
 use crate::store::{FragmentStore, LocalStore, StoreError, StoreSet};
 use deoss_chain_client::{
@@ -162,17 +159,16 @@ impl Gateway {
         ));
         builder.set_auth(self.keys.clone());
         builder.set_access(SignedOnly);
-        let s3 = HandleError::new(builder.build(), |err: s3s::HttpError| async move {
-            tracing::error!(?err, "S3 service error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        });
+        let s3 = HandleError::new(builder.build(), front::s3s_failure);
         Router::new()
             .route(&format!("{ROUTE_PREFIX}/health"), get(|| async { "ok" }))
             .fallback_service(s3)
-            .layer(middleware::from_fn(refuse_sigv2))
+            .layer(middleware::from_fn(front::fill_error_messages))
+            .layer(middleware::from_fn(front::refuse_form_uploads))
+            .layer(middleware::from_fn(front::refuse_sigv2))
             .layer(middleware::from_fn_with_state(
                 self.config.region.clone(),
-                refuse_foreign_scope,
+                front::refuse_foreign_scope,
             ))
     }
 }
@@ -241,58 +237,6 @@ async fn open_chain(config: &Config) -> Result<Arc<dyn Chain>, StartError> {
         Err(e) => return Err(e.into()),
     }
     Ok(chain)
-}
-
-/// SigV2 is refused before s3s sees it (s3s would verify and accept it).
-async fn refuse_sigv2(req: Request, next: Next) -> Response {
-    if is_sigv2(req.headers(), req.uri()) {
-        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InvalidRequest</Code><Message>\
-                    The authorization mechanism you have provided is not supported: AWS Signature Version 2 is \
-                    refused. Please use AWS4-HMAC-SHA256.</Message></Error>";
-        return (
-            StatusCode::BAD_REQUEST,
-            [(http::header::CONTENT_TYPE, "application/xml")],
-            Body::from(body),
-        )
-            .into_response();
-    }
-    next.run(req).await
-}
-
-/// A request signed for another region is refused, as AWS refuses it, before s3s sees it: s3s
-/// checks the signature with whatever region the scope names, so it would accept it.
-async fn refuse_foreign_scope(
-    axum::extract::State(region): axum::extract::State<String>,
-    req: Request,
-    next: Next,
-) -> Response {
-    match signing_region(req.headers(), req.uri()) {
-        Some(signed) if signed != region => {
-            let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>\
-                 <Message>The authorization header is malformed; the region '{}' is wrong; expecting '{}'</Message>\
-                 <Region>{}</Region></Error>",
-                xml_escape(&signed),
-                xml_escape(&region),
-                xml_escape(&region)
-            );
-            (
-                StatusCode::BAD_REQUEST,
-                [(http::header::CONTENT_TYPE, "application/xml")],
-                Body::from(body),
-            )
-                .into_response()
-        }
-        _ => next.run(req).await,
-    }
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// Makes sure the root user has credentials: the configured ones, or generated ones written

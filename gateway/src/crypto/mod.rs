@@ -3,7 +3,8 @@
 //! Every object version gets a random 256-bit data key. The content key that seals the chunks is
 //! derived from it with HKDF, and the data key itself is stored only wrapped: by the gateway's
 //! master key (SSE-S3, the default) or by the customer's key (SSE-C, which is never stored; only
-//! an HMAC of it is kept, to tell a wrong key from a missing one).
+//! a salted HMAC of it is kept, to tell a wrong key from a missing one). The ETag of an SSE-C
+//! object is a keyed hash too, not the MD5 of its plaintext ([`MasterKey::sse_c_etag`]).
 
 pub mod envelope;
 
@@ -159,6 +160,7 @@ pub fn unwrap_key(
 pub struct MasterKey {
     key: [u8; 32],
     hmac: hmac::Key,
+    etag: hmac::Key,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -170,15 +172,28 @@ impl std::fmt::Debug for MasterKey {
 /// Header of a sealed secret (an access key's secret in the catalogue). // format constant: never change
 const SECRET_MAGIC: &[u8; 4] = b"SEC1";
 
+/// Header of a salted customer-key MAC: magic | salt | HMAC(magic | salt | key). MACs stored
+/// before it are a bare 32-byte HMAC of the key. // format constant: never change
+const CUSTOMER_MAC_MAGIC: &[u8; 4] = b"CKM2";
+const CUSTOMER_MAC_SALT_LEN: usize = 16;
+const CUSTOMER_MAC_LEN: usize = CUSTOMER_MAC_MAGIC.len() + CUSTOMER_MAC_SALT_LEN + 32;
+/// Domain of the SSE-C ETag hash. // format constant: never change
+const SSE_C_ETAG_DOMAIN: &[u8] = b"deoss/sse-c-etag/v1";
+
 impl MasterKey {
     pub fn from_bytes(key: [u8; 32]) -> Self {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"deoss/v1").extract(&key);
-        let okm = prk.expand(&[b"sse-c-hmac"], Len32).expect("hkdf length");
-        let mut mac = [0u8; 32];
-        okm.fill(&mut mac).expect("hkdf fill");
+        let derive = |info: &[u8]| {
+            let info = [info];
+            let okm = prk.expand(&info, Len32).expect("hkdf length");
+            let mut out = [0u8; 32];
+            okm.fill(&mut out).expect("hkdf fill");
+            hmac::Key::new(hmac::HMAC_SHA256, &out)
+        };
         Self {
             key,
-            hmac: hmac::Key::new(hmac::HMAC_SHA256, &mac),
+            hmac: derive(b"sse-c-hmac"), // format constant: never change
+            etag: derive(b"sse-c-etag"), // format constant: never change
         }
     }
 
@@ -211,13 +226,39 @@ impl MasterKey {
         &self.key
     }
 
-    /// HMAC of an SSE-C customer key, stored to recognise the key on later requests.
+    /// A salted HMAC of an SSE-C customer key, stored to recognise the key on later requests.
+    /// The salt is fresh per object, so objects under one key do not show it by equal MACs.
     pub fn customer_key_mac(&self, customer_key: &[u8; 32]) -> Vec<u8> {
-        hmac::sign(&self.hmac, customer_key).as_ref().to_vec()
+        let salt: [u8; CUSTOMER_MAC_SALT_LEN] = random_array();
+        let mut out = Vec::with_capacity(CUSTOMER_MAC_LEN);
+        out.extend_from_slice(CUSTOMER_MAC_MAGIC);
+        out.extend_from_slice(&salt);
+        let tag = hmac::sign(&self.hmac, &[&out[..], customer_key].concat());
+        out.extend_from_slice(tag.as_ref());
+        out
     }
 
+    /// Whether `customer_key` is the key `mac` was made from (a salted MAC, or an unsalted one
+    /// stored before salts were).
     pub fn verify_customer_key(&self, customer_key: &[u8; 32], mac: &[u8]) -> bool {
-        hmac::verify(&self.hmac, customer_key, mac).is_ok()
+        if mac.len() == CUSTOMER_MAC_LEN && mac.starts_with(CUSTOMER_MAC_MAGIC) {
+            let (head, tag) = mac.split_at(CUSTOMER_MAC_LEN - 32);
+            return hmac::verify(&self.hmac, &[head, customer_key].concat(), tag).is_ok();
+        }
+        mac.len() == 32 && hmac::verify(&self.hmac, customer_key, mac).is_ok()
+    }
+
+    /// The ETag of SSE-C data (an object, or a part when `part` > 0) whose plaintext MD5 is
+    /// `md5`: 32 hex digits of a hash keyed by the master key, as S3's SSE-C ETags are not the
+    /// MD5 of the plaintext. The version id makes equal plaintexts look unrelated.
+    pub fn sse_c_etag(&self, version_id: &str, part: u32, md5: &[u8; 16]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.etag);
+        ctx.update(SSE_C_ETAG_DOMAIN);
+        ctx.update(&(version_id.len() as u32).to_be_bytes());
+        ctx.update(version_id.as_bytes());
+        ctx.update(&part.to_be_bytes());
+        ctx.update(md5);
+        hex::encode(&ctx.sign().as_ref()[..16])
     }
 
     /// Seals a small secret for storage (access key secrets in the catalogue).
@@ -310,11 +351,42 @@ mod tests {
     fn customer_key_mac_and_secrets() {
         let master = MasterKey::from_bytes([1; 32]);
         let mac = master.customer_key_mac(&[8; 32]);
+        assert_eq!(&mac[..4], b"CKM2");
         assert!(master.verify_customer_key(&[8; 32], &mac));
         assert!(!master.verify_customer_key(&[9; 32], &mac));
+        // Salted: the same key gives another MAC each time, and each verifies.
+        let again = master.customer_key_mac(&[8; 32]);
+        assert_ne!(mac, again);
+        assert!(master.verify_customer_key(&[8; 32], &again));
+        // A MAC from another master key, or cut short, does not.
+        let other = MasterKey::from_bytes([2; 32]).customer_key_mac(&[8; 32]);
+        assert!(!master.verify_customer_key(&[8; 32], &other));
+        assert!(!master.verify_customer_key(&[8; 32], &mac[..mac.len() - 1]));
+        // MACs stored before salts (a bare HMAC of the key) still verify.
+        let legacy = hmac::sign(&master.hmac, &[8; 32]).as_ref().to_vec();
+        assert!(master.verify_customer_key(&[8; 32], &legacy));
+        assert!(!master.verify_customer_key(&[9; 32], &legacy));
         let sealed = master.seal_secret("ak", b"secret");
         assert_eq!(master.open_secret("ak", &sealed).unwrap(), b"secret");
         assert!(master.open_secret("other", &sealed).is_err());
+    }
+
+    #[test]
+    fn sse_c_etags_are_opaque_and_stable() {
+        let master = MasterKey::from_bytes([1; 32]);
+        let md5 = [0xd4; 16];
+        let etag = master.sse_c_etag("v1", 0, &md5);
+        assert_eq!(etag.len(), 32);
+        assert!(etag.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(etag, hex::encode(md5));
+        assert_eq!(etag, master.sse_c_etag("v1", 0, &md5));
+        assert_ne!(etag, master.sse_c_etag("v2", 0, &md5));
+        assert_ne!(etag, master.sse_c_etag("v1", 1, &md5));
+        assert_ne!(etag, master.sse_c_etag("v1", 0, &[0xd5; 16]));
+        assert_ne!(
+            etag,
+            MasterKey::from_bytes([2; 32]).sse_c_etag("v1", 0, &md5)
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Error {
     BadDigest { what: &'static str },
     #[error("the {what} you specified is not valid")]
     InvalidDigest { what: &'static str },
+    /// `x-amz-trailer` announced a checksum the aws-chunked body never carried.
+    #[error("the request announced a {header} trailer but the body carried none")]
+    MissingTrailer { header: &'static str },
     #[error("a precondition given in the request did not hold")]
     PreconditionFailed,
     #[error("range not satisfiable for an object of {size} bytes")]

@@ -257,9 +257,20 @@ mod tests {
             .await
             .unwrap();
         let part = vec![7u8; 300_000];
-        svc.upload_part(&caller, "test", "k", &id, 1, None, None, None, body(part))
-            .await
-            .unwrap();
+        svc.upload_part(
+            &caller,
+            "test",
+            "k",
+            &id,
+            1,
+            None,
+            None,
+            None,
+            body(part),
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             stored_fragments(&svc).await,
             12,

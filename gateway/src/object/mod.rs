@@ -229,6 +229,19 @@ impl ObjectService {
     }
 }
 
+/// The ETag a client is given for data whose plaintext MD5 is `md5_hex`: that MD5, or for SSE-C
+/// data (`sse_c`) an opaque keyed hash of it, as S3 does not show the MD5 of SSE-C plaintext.
+/// `part` is 0 for a whole object, else the part number.
+fn visible_etag(svc: &Inner, sse_c: bool, version_id: &str, part: u32, md5_hex: &str) -> String {
+    let md5 = hex::decode(md5_hex)
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok());
+    match md5 {
+        Some(md5) if sse_c => svc.master.sse_c_etag(version_id, part, &md5),
+        _ => md5_hex.to_string(),
+    }
+}
+
 /// Whether a record is the caller's to see (SSE-C checks aside).
 fn check_sse(svc: &Inner, record_mac: Option<&[u8]>, key: Option<&CustomerKey>) -> Result<()> {
     match (record_mac, key) {

@@ -5,13 +5,17 @@
 use super::digest::{ChecksumExpectation, multipart_etag};
 use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
-use super::{Action, ByteStream, CustomerKey, Error, ObjectService, Principal, Result, check_sse};
+use super::{
+    Action, ByteStream, CustomerKey, Error, ObjectService, Principal, Result, check_sse,
+    visible_etag,
+};
 use crate::catalogue::multipart::{ChosenPart, Completed, SettlementPlanner};
 use crate::catalogue::{
     Bucket, Checksum, ExtentRecord, ObjectMeta, ObjectRecord, UploadRecord, now_ms,
 };
 use crate::crypto::{Binding, ChunkCipher, DataKey};
 use crate::erasure::Profile;
+use crate::settlement::Settlement;
 
 /// Smallest part allowed, except for the last one.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -104,6 +108,12 @@ impl ObjectService {
         Ok(upload.upload_id)
     }
 
+    /// The ETag a client is given for a part of `upload` (opaque for SSE-C uploads).
+    fn part_etag(&self, upload: &UploadRecord, part: u32, md5_hex: &str) -> String {
+        let sse_c = upload.sse_c_mac.is_some();
+        visible_etag(&self.inner, sse_c, &upload.version_id, part, md5_hex)
+    }
+
     /// The upload, if it exists for this bucket and key and the caller owns the bucket.
     async fn live_upload(
         &self,
@@ -133,6 +143,7 @@ impl ObjectService {
         content_md5: Option<[u8; 16]>,
         checksum: Option<ChecksumExpectation>,
         body: ByteStream,
+        size_hint: Option<u64>,
     ) -> Result<PartInfo> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::InvalidArgument(format!(
@@ -141,7 +152,8 @@ impl ObjectService {
         }
         let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         check_sse(&self.inner, upload.sse_c_mac.as_deref(), ck)?;
-        self.admit(&b, 0).await?;
+        // The part's space stays reserved in the territory while it is written.
+        let _space = self.admit(&b, size_hint.unwrap_or(0)).await?;
         let binding = Binding {
             bucket,
             key,
@@ -183,7 +195,7 @@ impl ObjectService {
         self.gc_notify();
         Ok(PartInfo {
             part_number,
-            etag: extent.md5,
+            etag: self.part_etag(&upload, part_number, &extent.md5),
             size: extent.size,
             last_modified_ms: extent.created_ms,
             checksum: extent.checksum,
@@ -213,14 +225,20 @@ impl ObjectService {
         }
         let stored = self.inner.catalogue.extents(&upload.version_id).await?;
         let mut md5s = Vec::with_capacity(parts.len());
+        // The stored extents as this request saw them: the completion commits only if each is
+        // still the one stored.
+        let mut chosen = Vec::with_capacity(parts.len());
         let mut size = 0u64;
         // Segments the storage order will declare: each part's own, so many small parts take
         // more chain space than their total size alone would suggest.
         let mut segments = 0u64;
         for (i, p) in parts.iter().enumerate() {
+            let given = p.etag.trim_matches('"');
             let found = stored
                 .iter()
-                .find(|e| e.part == p.part_number && e.md5 == p.etag.trim_matches('"'))
+                .find(|e| {
+                    e.part == p.part_number && self.part_etag(&upload, e.part, &e.md5) == given
+                })
                 .ok_or(Error::InvalidPart {
                     part: p.part_number,
                 })?;
@@ -229,7 +247,11 @@ impl ObjectService {
                     part: p.part_number,
                 });
             }
-            md5s.push(found.md5.clone());
+            md5s.push(self.part_etag(&upload, found.part, &found.md5));
+            chosen.push(ChosenPart {
+                part: found.part,
+                md5: found.md5.clone(),
+            });
             size += found.size;
             segments += found.segment_hashes.as_ref().map_or(0, |h| h.len() as u64);
         }
@@ -247,14 +269,6 @@ impl ObjectService {
             checksum: None,
             parts_count: parts.len() as u32,
         };
-        let chosen: Vec<ChosenPart> = parts
-            .iter()
-            .zip(&md5s)
-            .map(|(p, md5)| ChosenPart {
-                part: p.part_number,
-                md5: md5.clone(),
-            })
-            .collect();
         let payer = match self.settlement() {
             Some(s) => {
                 // Each part was only checked for room for itself: the whole object must fit.
@@ -263,9 +277,16 @@ impl ObjectService {
             }
             None => None,
         };
+        // The fid of the order to declare, for which the space stays reserved.
+        let pending_fid = std::sync::Mutex::new(None);
         let plan = payer.as_ref().map(|(s, p)| {
             let (bucket, key, size) = (record.bucket.clone(), record.key.clone(), record.size);
-            move |extents: &[ExtentRecord]| s.plan(p, &bucket, &key, size, extents)
+            let pending_fid = &pending_fid;
+            move |extents: &[ExtentRecord]| {
+                let row = s.plan(p, &bucket, &key, size, extents);
+                *pending_fid.lock().expect("poisoned") = Settlement::pending_fid(&row);
+                row
+            }
         });
         let settle = plan.as_ref().map(|f| f as &SettlementPlanner<'_>);
         match self
@@ -283,6 +304,9 @@ impl ObjectService {
             // The part was uploaded again while this request was checking it: its ETag or
             // size may differ from what the request computed, so the client must choose again.
             Completed::PartChanged(part) => return Err(Error::InvalidPart { part }),
+        }
+        if let Some((s, p)) = &payer {
+            s.hold_until_declared(p, pending_fid.lock().expect("poisoned").take());
         }
         self.gc_notify();
         self.settlement_notify();
@@ -326,7 +350,7 @@ impl ObjectService {
             .filter(|e| e.part > marker)
             .map(|e| PartInfo {
                 part_number: e.part,
-                etag: e.md5,
+                etag: self.part_etag(&upload, e.part, &e.md5),
                 size: e.size,
                 last_modified_ms: e.created_ms,
                 checksum: e.checksum,

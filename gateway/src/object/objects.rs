@@ -9,7 +9,7 @@ use super::read::{self, ReadableExtent};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
     Action, ByteStream, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Principal,
-    Result, check_sse,
+    Result, check_sse, visible_etag,
 };
 use crate::catalogue::objects::Replaced;
 use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, SettlementState, now_ms};
@@ -184,12 +184,19 @@ impl ObjectService {
             &guard,
         )
         .await?;
+        let etag = visible_etag(
+            &self.inner,
+            sse_c_mac.is_some(),
+            &version_id,
+            0,
+            &extent.md5,
+        );
         let record = ObjectRecord {
             bucket: req.bucket,
             key: req.key,
             version_id,
             size: extent.size,
-            etag: extent.md5.clone(),
+            etag,
             last_modified_ms: now_ms(),
             meta: req.meta,
             storage_class: class,
@@ -211,6 +218,9 @@ impl ObjectService {
             .commit_object_settled(&bucket.id, &record, extents, settlement.as_ref())
             .await?;
         guard.commit();
+        if let (Some(s), Some(p), Some(row)) = (self.settlement(), &payer, &settlement) {
+            s.hold_until_declared(p, crate::settlement::Settlement::pending_fid(row));
+        }
         // The workers are woken only when there is work: a small PUT of a new key queues
         // neither garbage nor a declaration, and each wake costs them a catalogue query.
         let replaced = replaced == Replaced::Previous;

@@ -113,6 +113,7 @@ async fn a_part_stored_after_completion_fails_and_leaves_the_object_alone() {
             None,
             None,
             body(first.clone()),
+            None,
         )
         .await
         .unwrap();
@@ -121,8 +122,10 @@ async fn a_part_stored_after_completion_fails_and_leaves_the_object_alone() {
     let retry = tokio::spawn({
         let (svc, caller, id) = (svc.clone(), caller.clone(), id.clone());
         async move {
-            svc.upload_part(&caller, "test", "mp", &id, 1, None, None, None, retry_body)
-                .await
+            svc.upload_part(
+                &caller, "test", "mp", &id, 1, None, None, None, retry_body, None,
+            )
+            .await
         }
     });
     started.await.unwrap();
@@ -190,6 +193,7 @@ async fn deleting_a_bucket_aborts_its_uploads_in_progress() {
         None,
         None,
         body(vec![1; 300_000]),
+        None,
     )
     .await
     .unwrap();

@@ -411,9 +411,13 @@ fn verify(
     let Some(mut expect) = checksum else {
         return Ok(());
     };
-    let expected = match expect.expected.take() {
-        Some(v) => Some(v),
-        None => expect.from_trailer.take().and_then(|f| f()),
+    let expected = match (expect.expected.take(), expect.from_trailer.take()) {
+        (Some(v), _) => Some(v),
+        // An announced trailer that never came must not pass as "nothing to check".
+        (None, Some(read)) => Some(read().ok_or(Error::MissingTrailer {
+            header: expect.algorithm.header_name(),
+        })?),
+        (None, None) => None,
     };
     if let (Some(expected), Some(actual)) = (expected, &d.checksum) {
         expect.algorithm.validate(&expected)?;

@@ -120,12 +120,38 @@ impl S3Access for SignedOnly {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         match cx.credentials() {
             Some(_) => Ok(()),
+            // S3's answer to response-* overrides without a signature, whatever the object.
+            None if has_response_overrides(cx.uri()) => Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            )),
             None => Err(s3_error!(
                 AccessDenied,
                 "anonymous access is not allowed; sign the request with SigV4"
             )),
         }
     }
+}
+
+/// The query parameters with which a GET or HEAD overrides response headers.
+const RESPONSE_OVERRIDES: [&str; 6] = [
+    "response-content-type",
+    "response-content-language",
+    "response-expires",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+];
+
+fn has_response_overrides(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|p| {
+            let name = p.split('=').next().unwrap_or_default();
+            RESPONSE_OVERRIDES
+                .iter()
+                .any(|o| name.eq_ignore_ascii_case(o))
+        })
+    })
 }
 
 /// Whether a request is signed with AWS Signature Version 2, which deoss refuses (s3s would

@@ -32,6 +32,14 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::InvalidStorageClass(_) => (C::InvalidStorageClass, msg),
         Error::BadDigest { .. } => (C::BadDigest, msg),
         Error::InvalidDigest { .. } => (C::InvalidDigest, msg),
+        // S3's own code and words for it; s3s has no constant for it.
+        Error::MissingTrailer { .. } => (
+            C::Custom("MalformedTrailerError".into()),
+            format!(
+                "The request contained trailing data that was not well-formed or did not \
+                 conform to our published schema: {msg}"
+            ),
+        ),
         Error::PreconditionFailed => (C::PreconditionFailed, msg),
         Error::InvalidRange { .. } => (C::InvalidRange, msg),
         Error::InvalidPart { .. } => (C::InvalidPart, msg),

@@ -11,7 +11,9 @@ use super::headers::{Conditions, customer_key, set_checksum, set_object_headers,
 use crate::catalogue::ObjectRecord;
 use crate::object::{ByteStream, OpenedObject};
 
-/// The byte range a GET or HEAD asks for: a `Range` header or a `partNumber`.
+/// The byte range a GET or HEAD asks for: a `Range` header or a `partNumber`. The range of a
+/// part may be empty (a last part of 0 bytes, an empty object), which no `Content-Range` can
+/// describe: see [`content_range`].
 fn requested_range(
     record: &ObjectRecord,
     opened: Option<&OpenedObject>,
@@ -38,9 +40,10 @@ fn requested_range(
         return Ok(None);
     };
     let n = super::headers::part_number(n)?;
+    // S3 serves part 1 of an object uploaded in one piece as a range over all of it.
     if record.parts_count == 0 {
         return if n == 1 {
-            Ok(None)
+            Ok(Some(0..record.size))
         } else {
             Err(invalid_part_number(1))
         };
@@ -79,8 +82,11 @@ impl futures::Stream for Body {
 
 impl s3s::stream::ByteStream for Body {}
 
-fn content_range(r: &Range<u64>, size: u64) -> String {
-    format!("bytes {}-{}/{size}", r.start, r.end - 1)
+/// `Content-Range` of a non-empty range. An empty part is answered as S3 answers an empty
+/// object: 200 with no `Content-Range` and a `Content-Length` of 0.
+fn content_range(r: &Range<u64>, size: u64) -> Option<String> {
+    let last = r.end.checked_sub(1).filter(|&last| last >= r.start)?;
+    Some(format!("bytes {}-{last}/{size}", r.start))
 }
 
 impl DeossS3 {
@@ -115,7 +121,7 @@ impl DeossS3 {
         match &range {
             Some(r) => {
                 out.content_length = Some((r.end - r.start) as i64);
-                out.content_range = Some(content_range(r, record.size));
+                out.content_range = content_range(r, record.size);
             }
             None => {
                 out.content_length = Some(record.size as i64);
@@ -173,11 +179,30 @@ impl DeossS3 {
         let range = requested_range(&record, opened.as_ref(), i.range.as_ref(), i.part_number)?;
         let mut out = HeadObjectOutput::default();
         set_object_headers!(out, &record);
+        // s3s applies the response-* overrides of GetObject itself, but not those of HeadObject.
+        let overrides = [
+            (&mut out.content_type, &i.response_content_type),
+            (&mut out.content_language, &i.response_content_language),
+            (&mut out.cache_control, &i.response_cache_control),
+            (
+                &mut out.content_disposition,
+                &i.response_content_disposition,
+            ),
+            (&mut out.content_encoding, &i.response_content_encoding),
+        ];
+        for (field, given) in overrides {
+            if given.is_some() {
+                field.clone_from(given);
+            }
+        }
+        if i.response_expires.is_some() {
+            out.expires.clone_from(&i.response_expires);
+        }
         set_sse!(out, ck.as_ref());
         match &range {
             Some(r) => {
                 out.content_length = Some((r.end - r.start) as i64);
-                out.content_range = Some(content_range(r, record.size));
+                out.content_range = content_range(r, record.size);
             }
             None => {
                 out.content_length = Some(record.size as i64);

@@ -73,9 +73,24 @@ pub struct MetaHeaders<'a> {
     pub metadata: Option<&'a Metadata>,
 }
 
+/// Most bytes of user metadata an object may carry, as S3 counts them: the UTF-8 bytes of every
+/// name (without `x-amz-meta-`) and value.
+pub const MAX_USER_METADATA: usize = 2048;
+
 impl MetaHeaders<'_> {
     pub fn into_meta(self) -> S3Result<ObjectMeta> {
         let own = |v: Option<&str>| v.map(str::to_string);
+        let user_size: usize = self
+            .metadata
+            .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum())
+            .unwrap_or(0);
+        if user_size > MAX_USER_METADATA {
+            return Err(s3_error!(
+                MetadataTooLarge,
+                "Your metadata headers exceed the maximum allowed metadata size: \
+                 {user_size} bytes of x-amz-meta-* names and values, at most {MAX_USER_METADATA}"
+            ));
+        }
         Ok(ObjectMeta {
             content_type: own(self.content_type),
             content_encoding: own(self.content_encoding),

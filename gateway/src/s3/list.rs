@@ -17,7 +17,7 @@ const MAX_KEYS: i32 = 1000;
 
 /// What `encoding-type=url` escapes: everything but unreserved characters and '/'. '+' must be
 /// escaped too, since clients decode with form rules (where '+' is a space).
-const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')

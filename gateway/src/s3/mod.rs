@@ -6,6 +6,7 @@ pub mod auth;
 mod bucket;
 mod copy_source;
 pub mod error;
+pub mod front;
 mod get;
 pub(crate) mod headers;
 mod list;

@@ -1,5 +1,6 @@
 //! Multipart uploads: create, upload part (and part copy), complete, abort, list.
 
+use percent_encoding::utf8_percent_encode;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -10,6 +11,7 @@ use super::headers::{
     ChecksumHeaders, MetaHeaders, content_md5, customer_key, etag, part_number, set_checksum,
     set_sse, timestamp,
 };
+use super::list::KEY_ESCAPE;
 use super::put::body_stream;
 use crate::object::CompletedPart as DomainPart;
 
@@ -37,6 +39,23 @@ fn copy_range(value: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
         ));
     }
     Ok(first..last + 1)
+}
+
+/// `scheme://host` of the gateway as the client addressed it (the Host header; `https` when a
+/// TLS proxy in front says so with X-Forwarded-Proto), or "" when the request names no host.
+fn request_base_url(headers: &http::HeaderMap) -> String {
+    let Some(host) = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    else {
+        return String::new();
+    };
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 impl DeossS3 {
@@ -116,6 +135,7 @@ impl DeossS3 {
                 content_md5(i.content_md5.as_deref())?,
                 checksum,
                 body_stream(i.body),
+                i.content_length.and_then(|n| u64::try_from(n).ok()),
             )
             .await
             .or_s3()?;
@@ -159,7 +179,8 @@ impl DeossS3 {
                 dst_ck.as_ref(),
                 None,
                 None,
-                source.read(range),
+                source.read(range.clone()),
+                Some(range.end - range.start),
             )
             .await
             .or_s3()?;
@@ -180,6 +201,7 @@ impl DeossS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let caller = self.keys.caller(&req).await?;
+        let base = request_base_url(&req.headers);
         let i = req.input;
         let parts = i
             .multipart_upload
@@ -212,7 +234,11 @@ impl DeossS3 {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
             e_tag: Some(etag(&record.etag)),
-            location: Some(format!("/{}/{}", i.bucket, i.key)),
+            location: Some(format!(
+                "{base}/{}/{}",
+                i.bucket,
+                utf8_percent_encode(&i.key, KEY_ESCAPE)
+            )),
             server_side_encryption,
             ..Default::default()
         }))

@@ -5,14 +5,16 @@
 //!   must have authorized this gateway and the territory must exist, be active, not be expired
 //!   and have room. Answers are cached for [`SettlementConfig::check_cache`]; when the chain
 //!   cannot be reached the last answer (up to [`SettlementConfig::stale_check`] old) is used,
-//!   else the upload gets `503 ServiceUnavailable`.
+//!   else the upload gets `503 ServiceUnavailable`. Admission reserves the space the upload's
+//!   order will lock, so uploads in flight count against the territory (see `reserve`).
 //! - **Outbox**: the catalogue transaction that makes an object visible also writes its
 //!   declaration row (or a `none` row saying why it has no order); the one that retires an object
 //!   queues a deletion of its order. See `catalogue::settlement`.
 //! - **Worker** ([`worker`]): drains the outbox with retries and exponential backoff
 //!   ([`RetryConfig`]). It is idempotent: it reads the order's state on chain before sending
 //!   anything and treats `AlreadyExists` as done, so each order settles exactly once, across
-//!   restarts and crashes between "sent" and "recorded".
+//!   restarts and crashes between "sent" and "recorded". Clients see a row's state with a short
+//!   reason code ([`header_value`]); the chain's own words are kept for operators ([`describe`]).
 //!
 //! # Which objects are declared
 //!
@@ -41,6 +43,7 @@
 //! provisioned: users need `--account`, the account must have authorized the gateway
 //! (`Oss.authorize`) and bought a territory.
 
+mod reserve;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -57,6 +60,7 @@ use crate::catalogue::{
     Bucket, Catalogue, CatalogueError, ExtentRecord, NewSettlement, SettlementState,
 };
 
+pub use reserve::Reservation;
 pub use worker::RetryConfig;
 
 /// Tunables of settlement (set from the gateway's `[chain]` config).
@@ -109,6 +113,9 @@ pub struct Payer {
     pub territory: String,
     /// The account was derived by the gateway (no `--account`): a dev account.
     pub implicit: bool,
+    /// The territory space admission reserved for the upload; given back when the last clone
+    /// is dropped, unless handed to [`Settlement::hold_until_declared`].
+    pub reservation: Reservation,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +123,13 @@ struct Snapshot {
     authorized: bool,
     territory: Option<Territory>,
     now: u64,
+    /// The territory's reservation epoch when the chain was asked (see `reserve`).
+    epoch: u64,
 }
+
+/// How many times admission asks the chain again when declarations keep settling meanwhile;
+/// after that it judges with the answer it has.
+const EPOCH_RETRIES: u32 = 3;
 
 /// Settlement for one gateway: its chain, its admission cache, its outbox.
 #[derive(Debug)]
@@ -128,6 +141,7 @@ pub struct Settlement {
     /// Dev accounts are provisioned one at a time: the first uploads of an account arrive
     /// together, and all but one would find the territory just minted by another.
     provisioning: tokio::sync::Mutex<()>,
+    reservations: reserve::Reservations,
     wake: tokio::sync::Notify,
 }
 
@@ -171,6 +185,7 @@ impl Settlement {
             cfg,
             cache: Mutex::default(),
             provisioning: tokio::sync::Mutex::default(),
+            reservations: reserve::Reservations::default(),
             wake: tokio::sync::Notify::new(),
         }
     }
@@ -212,12 +227,14 @@ impl Settlement {
                     account,
                     territory,
                     implicit: false,
+                    reservation: Reservation::default(),
                 })
             }
             None if self.chain.dev_ledger().is_some() => Ok(Payer {
                 account: dev_account(&user.name),
                 territory,
                 implicit: true,
+                reservation: Reservation::default(),
             }),
             None => Err(AdmitError::Refused(format!(
                 "user {} has no chain account: on a CESS gateway every user needs one \
@@ -228,7 +245,9 @@ impl Settlement {
     }
 
     /// Whether an upload of `size` bytes (0 when unknown: one segment) by `user_id` into
-    /// `bucket` may go ahead.
+    /// `bucket` may go ahead. If so, the space its storage order will lock is reserved in the
+    /// territory until the returned payer (and its clones) are dropped: uploads in flight count
+    /// against what the chain says is left.
     pub async fn admit(
         &self,
         user_id: &str,
@@ -268,13 +287,53 @@ impl Settlement {
                 snap = self.snapshot(&payer, true).await?;
             }
         }
-        judge(
-            &snap,
-            &payer,
-            &self.chain.gateway_account().to_string(),
-            size,
-        )?;
-        Ok(payer)
+        let gateway = self.chain.gateway_account().to_string();
+        let needed = deoss_chain_client::upload_space(size);
+        let key = (payer.account, payer.territory.clone());
+        let mut attempts = 0;
+        loop {
+            // An answer asked before a declaration's reservation was given back may not count
+            // that declaration: it is asked again, a few times at most.
+            let seen = (attempts < EPOCH_RETRIES).then_some(snap.epoch);
+            let reserved = self
+                .reservations
+                .reserve(key.clone(), needed, seen, |held| {
+                    judge(&snap, &payer, &gateway, needed, held)
+                })?;
+            if let Some(reservation) = reserved {
+                return Ok(Payer {
+                    reservation,
+                    ..payer
+                });
+            }
+            attempts += 1;
+            snap = self.snapshot(&payer, true).await?;
+        }
+    }
+
+    /// An object admitted for `payer` is committed. If its storage order `fid` (a pending
+    /// declaration) is still to be declared, the space stays reserved until it is, since the
+    /// chain counts it only from then on; with no order to declare it is given back now.
+    pub fn hold_until_declared(&self, payer: &Payer, fid: Option<String>) {
+        if let Some(fid) = fid {
+            self.reservations
+                .await_declaration(fid, payer.reservation.clone());
+        }
+    }
+
+    /// The fid of a planned outbox row that is to be declared.
+    pub fn pending_fid(row: &NewSettlement) -> Option<String> {
+        (row.state == SettlementState::Pending)
+            .then(|| row.fid.clone())
+            .flatten()
+    }
+
+    /// The declaration of `fid` is settled: its space is the chain's to count now. The cached
+    /// answer for its territory is dropped, so the next admission sees the chain's new figure.
+    fn release_declared(&self, fid: &str) {
+        if let Some(key) = self.reservations.settled(fid) {
+            self.cache.lock().expect("poisoned").remove(&key);
+        }
     }
 
     async fn snapshot(&self, payer: &Payer, refresh: bool) -> Result<Snapshot, AdmitError> {
@@ -286,6 +345,7 @@ impl Settlement {
         {
             return Ok(snap.clone());
         }
+        let epoch = self.reservations.epoch(&key);
         let fetched = async {
             let authorized = self.chain.is_authorized(&payer.account).await?;
             let territory = self
@@ -297,6 +357,7 @@ impl Settlement {
                 authorized,
                 territory,
                 now,
+                epoch,
             })
         }
         .await;
@@ -354,8 +415,15 @@ impl Settlement {
     }
 }
 
-/// Applies the chain's answer to an upload of `size` bytes.
-fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(), AdmitError> {
+/// Applies the chain's answer to an upload whose order will lock `needed` bytes, while this
+/// gateway already holds `held` bytes of the territory for other uploads.
+fn judge(
+    snap: &Snapshot,
+    payer: &Payer,
+    gateway: &str,
+    needed: u64,
+    held: u64,
+) -> Result<(), AdmitError> {
     if !snap.authorized {
         return Err(AdmitError::Refused(format!(
             "not authorized: chain account {} has not authorized this gateway ({gateway}) to \
@@ -369,21 +437,31 @@ fn judge(snap: &Snapshot, payer: &Payer, gateway: &str, size: u64) -> Result<(),
             payer.account, payer.territory
         )));
     };
-    match t.check_room(deoss_chain_client::upload_space(size), snap.now) {
+    // The messages are made from the snapshot, not from the chain error's text.
+    match t.check_room(needed.saturating_add(held), snap.now) {
         Ok(()) => Ok(()),
-        Err(deoss_chain_client::Error::InsufficientSpace {
-            needed, remaining, ..
-        }) => Err(AdmitError::Refused(format!(
-            "not enough space: territory {:?} of {} has {remaining} bytes left, {needed} needed",
-            payer.territory, payer.account
+        Err(deoss_chain_client::Error::InsufficientSpace { remaining, .. }) => {
+            let left = remaining.saturating_sub(held);
+            let in_flight = if held > 0 {
+                format!(" ({held} more are reserved by uploads in progress)")
+            } else {
+                String::new()
+            };
+            Err(AdmitError::Refused(format!(
+                "not enough space: territory {:?} of {} has {left} bytes left{in_flight}, \
+                 {needed} needed",
+                payer.territory, payer.account
+            )))
+        }
+        Err(_) if snap.now > t.deadline => Err(AdmitError::Refused(format!(
+            "territory expired: territory {:?} of {} expired at block {}",
+            payer.territory, payer.account, t.deadline
         ))),
-        Err(e) if snap.now > t.deadline => Err(AdmitError::Refused(format!(
-            "territory expired: {e} (account {})",
-            payer.account
-        ))),
-        Err(e) => Err(AdmitError::Refused(format!(
-            "territory unusable: {e} (account {})",
-            payer.account
+        Err(_) => Err(AdmitError::Refused(format!(
+            "territory unusable: territory {:?} of {} is {}, not active",
+            payer.territory,
+            payer.account,
+            t.state.as_str()
         ))),
     }
 }
@@ -404,18 +482,27 @@ fn declaration(
             format!("part {}", e.part)
         };
         if e.inline_data.is_some() {
-            return Err(format!(
-                "{what} is stored inline (under the inline threshold): no fragments to declare"
+            return Err(reason(
+                "inline",
+                format_args!(
+                    "{what} is stored inline (under the inline threshold): no fragments to declare"
+                ),
             ));
         }
         if e.k as usize + e.m as usize != FRAGMENTS_PER_SEGMENT || e.k != 4 {
-            return Err(format!(
-                "{what} uses erasure profile {}+{}; CESS takes 4+8 (the cess profile)",
-                e.k, e.m
+            return Err(reason(
+                "profile",
+                format_args!(
+                    "{what} uses erasure profile {}+{}; CESS takes 4+8 (the cess profile)",
+                    e.k, e.m
+                ),
             ));
         }
         let Some(hashes) = &e.segment_hashes else {
-            return Err(format!("{what} was stored before segment hashes were kept"));
+            return Err(reason(
+                "no_segment_hashes",
+                format_args!("{what} was stored before segment hashes were kept"),
+            ));
         };
         for (s, hash) in hashes.iter().enumerate() {
             let fragments: Vec<Hash64> = e
@@ -425,9 +512,12 @@ fn declaration(
                 .map(|f| Hash64::from_digest(f.hash.0))
                 .collect();
             if fragments.len() != FRAGMENTS_PER_SEGMENT {
-                return Err(format!(
-                    "segment {s} of {what} has {} fragments, not {FRAGMENTS_PER_SEGMENT}",
-                    fragments.len()
+                return Err(reason(
+                    "fragments",
+                    format_args!(
+                        "segment {s} of {what} has {} fragments, not {FRAGMENTS_PER_SEGMENT}",
+                        fragments.len()
+                    ),
                 ));
             }
             segments.push(SegmentDeclaration {
@@ -437,10 +527,10 @@ fn declaration(
         }
     }
     if segments.is_empty() {
-        return Err("the object has no segments".into());
+        return Err(reason("no_segments", "the object has no segments"));
     }
     let hashes: Vec<Fid> = segments.iter().map(|s| s.hash).collect();
-    let fid = fid_of_segments(&hashes).map_err(|e| e.to_string())?;
+    let fid = fid_of_segments(&hashes).map_err(|e| reason("invalid_declaration", e))?;
     let request = DeclarationRequest {
         fid,
         segments,
@@ -450,13 +540,44 @@ fn declaration(
         territory: payer.territory.clone(),
         file_size: size,
     };
-    request.validate().map_err(|e| e.to_string())?;
+    request
+        .validate()
+        .map_err(|e| reason("invalid_declaration", e))?;
     Ok(request)
 }
 
-/// The `x-deoss-settlement` header value of a declaration row.
+/// A row's reason as stored: a short stable code, then the full text for `deoss admin`.
+pub(crate) fn reason(code: &str, text: impl std::fmt::Display) -> String {
+    format!("{code}: {text}")
+}
+
+/// The code of a stored reason (`code: text`). Rows written before codes were kept get one for
+/// their state.
+fn reason_code(state: SettlementState, reason: Option<&str>) -> &str {
+    let code = reason
+        .and_then(|r| r.split_once(": "))
+        .map(|(code, _)| code);
+    match code {
+        Some(c) if !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => c,
+        _ if state == SettlementState::None => "not_declarable",
+        _ => "chain_error",
+    }
+}
+
+/// The `x-deoss-settlement` header value of a declaration row. Its reason is only the code:
+/// the full text (the chain's own words, which may carry node addresses, file paths or RPC
+/// errors) is for operators, through [`describe`].
 pub fn header_value(state: SettlementState, block: Option<i64>, reason: Option<&str>) -> String {
-    let reason = reason.unwrap_or("unknown").replace(['\r', '\n'], " ");
+    state_text(state, block, reason_code(state, reason))
+}
+
+/// The state of a declaration row with its full reason, for `deoss admin`.
+pub fn describe(state: SettlementState, block: Option<i64>, reason: Option<&str>) -> String {
+    state_text(state, block, reason.unwrap_or("unknown"))
+}
+
+fn state_text(state: SettlementState, block: Option<i64>, reason: &str) -> String {
+    let reason = reason.replace(['\r', '\n'], " ");
     match state {
         SettlementState::Pending => "pending".into(),
         SettlementState::Declared => match block {

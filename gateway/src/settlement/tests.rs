@@ -50,8 +50,35 @@ fn header_values() {
         "declared; block=12"
     );
     assert_eq!(
-        header_value(SettlementState::None, None, Some("inline\nobject")),
-        "none; reason=inline object"
+        header_value(
+            SettlementState::None,
+            None,
+            Some("inline: the object is\nstored inline")
+        ),
+        "none; reason=inline"
+    );
+    // The header carries the code only, never the chain's words; the admin CLI shows them.
+    let chain_text = "ledger_io: dev ledger I/O on /var/lib/deoss/chain/ledger.jsonl: disk full";
+    assert_eq!(
+        header_value(SettlementState::Failed, None, Some(chain_text)),
+        "failed; reason=ledger_io"
+    );
+    assert_eq!(
+        describe(SettlementState::Failed, None, Some(chain_text)),
+        format!("failed; reason={chain_text}")
+    );
+    // Reasons stored before codes were: a code for the state, not their text.
+    assert_eq!(
+        header_value(
+            SettlementState::Failed,
+            None,
+            Some("chain node ws://10.0.0.1:9944 is unavailable")
+        ),
+        "failed; reason=chain_error"
+    );
+    assert_eq!(
+        header_value(SettlementState::None, None, Some("stored inline")),
+        "none; reason=not_declarable"
     );
 }
 
@@ -193,6 +220,7 @@ async fn undeclarable_objects_say_why() {
         account: dev_account("x"),
         territory: "deoss".into(),
         implicit: true,
+        reservation: Reservation::default(),
     };
     let inline = s.plan(&payer, "b", "k", 3, &[extent(0, 0)]);
     assert_eq!(inline.state, SettlementState::None);
@@ -210,6 +238,8 @@ struct Flaky {
     inner: DevLedger,
     down: std::sync::atomic::AtomicBool,
     declared: std::sync::atomic::AtomicUsize,
+    /// The answer to the next declaration, instead of the ledger's.
+    refusal: std::sync::Mutex<Option<deoss_chain_client::Error>>,
 }
 
 impl Flaky {
@@ -270,6 +300,9 @@ impl Chain for Flaky {
         request: &DeclarationRequest,
     ) -> deoss_chain_client::Result<deoss_chain_client::TxReceipt> {
         self.check()?;
+        if let Some(e) = self.refusal.lock().unwrap().take() {
+            return Err(e);
+        }
         self.declared
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.declare_upload(request).await
@@ -299,6 +332,7 @@ async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
         inner: ledger,
         down: Default::default(),
         declared: Default::default(),
+        refusal: Default::default(),
     });
     let chain: Arc<dyn Chain> = flaky.clone();
     let info = deoss_chain_client::GatewayInfo::for_account(&chain.gateway_account(), "t").unwrap();
@@ -358,4 +392,54 @@ async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
         SettlementState::Declared
     );
     assert_eq!(flaky.declared.load(SeqCst), 1, "declared exactly once");
+}
+
+/// A declaration the chain refuses fails with a reason code in the header; the chain's own words
+/// (here with a node address and a file path) are kept for the admin CLI only. Its territory
+/// space is given back.
+#[tokio::test]
+async fn refused_declarations_show_a_code_not_the_chain_text() {
+    let (_c, cat) = sqlite_catalogue().await;
+    make_bucket(&cat, "b").await;
+    let ldir = tempfile::tempdir().unwrap();
+    let ledger = DevLedger::open(ldir.path(), GatewayKey::dev("Alice")).unwrap();
+    let flaky = Arc::new(Flaky {
+        inner: ledger,
+        down: Default::default(),
+        declared: Default::default(),
+        refusal: Default::default(),
+    });
+    let chain: Arc<dyn Chain> = flaky.clone();
+    let info = deoss_chain_client::GatewayInfo::for_account(&chain.gateway_account(), "t").unwrap();
+    chain.register_gateway(&info).await.unwrap();
+    let s = Settlement::new(chain.clone(), cat.clone(), SettlementConfig::default());
+    let user = cat.create_user("bob").await.unwrap().unwrap();
+    let b = bucket(&user.id);
+    let payer = s.admit(&user.id, &b, 1).await.unwrap();
+    let key = (payer.account, payer.territory.clone());
+    let ext = [extent(0, 12)];
+    let plan = s.plan(&payer, "b", "k", 1, &ext);
+    cat.commit_object_settled(&bid("b"), &object("b", "k", "v1"), &ext, Some(&plan))
+        .await
+        .unwrap();
+    s.hold_until_declared(&payer, Settlement::pending_fid(&plan));
+    drop(payer);
+    assert!(s.reservations.held(&key) > 0, "held until declared");
+
+    *flaky.refusal.lock().unwrap() = Some(deoss_chain_client::Error::Dispatch {
+        call: "FileBank.upload_declaration".into(),
+        error: "node ws://10.0.0.5:9944: cannot open /var/lib/cess/db".into(),
+    });
+    let gw = chain.gateway_account().to_string();
+    assert!(s.settle_next(&gw).await.unwrap());
+    let row = cat.settlement_of_version("v1").await.unwrap().unwrap();
+    assert_eq!(row.state, SettlementState::Failed);
+    let reason = row.reason.as_deref();
+    assert_eq!(
+        header_value(row.state, row.block, reason),
+        "failed; reason=dispatch"
+    );
+    let full = describe(row.state, row.block, reason);
+    assert!(full.contains("/var/lib/cess/db"), "{full}");
+    assert_eq!(s.reservations.held(&key), 0, "given back");
 }

@@ -113,6 +113,13 @@ impl Settlement {
         let attempts = row.attempts + 1;
         match outcome {
             Outcome::Done(state, block, reason) => {
+                // Given back as soon as the chain counts the order (or never will), before the
+                // catalogue write: meanwhile an admission would count it twice.
+                if row.kind == SettlementKind::Declare
+                    && let Some(fid) = &row.fid
+                {
+                    self.release_declared(fid);
+                }
                 tracing::info!(
                     id = row.id,
                     kind = row.kind.as_str(),
@@ -159,7 +166,7 @@ impl Settlement {
                 return Outcome::Done(
                     SettlementState::Failed,
                     None,
-                    Some("the row has no valid fid".into()),
+                    Some(super::reason("invalid_row", "the row has no valid fid")),
                 );
             }
         };
@@ -176,7 +183,10 @@ impl Settlement {
                 return Outcome::Done(
                     SettlementState::Failed,
                     None,
-                    Some("the stored declaration is unreadable".into()),
+                    Some(super::reason(
+                        "invalid_row",
+                        "the stored declaration is unreadable",
+                    )),
                 );
             }
         };
@@ -213,7 +223,7 @@ impl Settlement {
                 return Outcome::Done(
                     SettlementState::Failed,
                     None,
-                    Some("the row has no valid owner".into()),
+                    Some(super::reason("invalid_row", "the row has no valid owner")),
                 );
             }
         };
@@ -249,10 +259,23 @@ impl Settlement {
     }
 }
 
+/// The chain's error, kept whole for operators behind its stable code (the part clients see).
 fn failure(e: ChainError) -> Outcome {
+    let why = super::reason(e.as_str(), error_chain(&e));
     if e.is_retryable() {
-        Outcome::Retry(e.to_string())
+        Outcome::Retry(why)
     } else {
-        Outcome::Done(SettlementState::Failed, None, Some(e.to_string()))
+        Outcome::Done(SettlementState::Failed, None, Some(why))
     }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -19,6 +19,56 @@ fn hmac_bytes(key: &[u8], data: &str) -> Vec<u8> {
         .to_vec()
 }
 
+/// The time as `x-amz-date` wants it.
+fn amz_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+fn signing_key(date: &str) -> Vec<u8> {
+    let key = hmac_bytes(format!("AWS4{ROOT_SK}").as_bytes(), date);
+    let key = hmac_bytes(&key, REGION);
+    let key = hmac_bytes(&key, "s3");
+    hmac_bytes(&key, "aws4_request")
+}
+
+/// Signs a PUT of `path` over `headers` (lower-case, sorted, `x-amz-date` among them) whose
+/// `x-amz-content-sha256` is `content_sha`: appends the Authorization header and returns the
+/// signature (the seed of chunk signatures).
+fn authorize(headers: &mut Vec<(String, String)>, path: &str, content_sha: &str) -> String {
+    let amz_date = headers
+        .iter()
+        .find(|(k, _)| k == "x-amz-date")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let scope = format!("{}/{REGION}/s3/aws4_request", &amz_date[..8]);
+    let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let canonical = format!(
+        "PUT\n{path}\n\n{canonical_headers}\n{}\n{content_sha}",
+        signed.join(";")
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha_hex(canonical.as_bytes())
+    );
+    let seed = hex::encode(hmac_bytes(&signing_key(&amz_date[..8]), &to_sign));
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential={ROOT_AK}/{scope}, SignedHeaders={}, Signature={seed}",
+        signed.join(";")
+    );
+    headers.push(("authorization".to_string(), authorization));
+    seed
+}
+
 /// The encoded body and headers of a signed aws-chunked PUT; `tamper` breaks one chunk signature.
 fn signed_chunked(
     addr: &str,
@@ -27,22 +77,10 @@ fn signed_chunked(
     chunk: usize,
     tamper: bool,
 ) -> (Vec<(String, String)>, Vec<u8>) {
-    let now = time::OffsetDateTime::now_utc();
-    let amz_date = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let amz_date = amz_now();
     let date = &amz_date[..8];
     let scope = format!("{date}/{REGION}/s3/aws4_request");
-    let key = hmac_bytes(format!("AWS4{ROOT_SK}").as_bytes(), date);
-    let key = hmac_bytes(&key, REGION);
-    let key = hmac_bytes(&key, "s3");
-    let signing_key = hmac_bytes(&key, "aws4_request");
+    let signing_key = signing_key(date);
 
     // Encoded length: every chunk header, its data and CRLFs, then the final empty chunk.
     let sig_len = 64;
@@ -64,24 +102,7 @@ fn signed_chunked(
             payload.len().to_string(),
         ),
     ];
-    let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let canonical = format!(
-        "PUT\n{path}\n\n{canonical_headers}\n{}\n{STREAMING}",
-        signed.join(";")
-    );
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha_hex(canonical.as_bytes())
-    );
-    let seed = hex::encode(hmac_bytes(&signing_key, &to_sign));
-    headers.push((
-        "authorization".to_string(),
-        format!(
-            "AWS4-HMAC-SHA256 Credential={ROOT_AK}/{scope}, SignedHeaders={}, Signature={seed}",
-            signed.join(";")
-        ),
-    ));
+    let seed = authorize(&mut headers, path, STREAMING);
 
     let mut body = Vec::with_capacity(encoded_len);
     let mut prev = seed;
@@ -154,4 +175,105 @@ async fn signed_chunk_uploads_are_verified() {
         .await
         .unwrap_err();
     assert_eq!(status(&missing), 404, "nothing was stored");
+}
+
+/// The headers and body of an unsigned aws-chunked PUT that announces an `x-amz-checksum-crc32`
+/// trailer and ends with `trailer` (None: the trailer never comes).
+fn unsigned_with_trailer(
+    addr: &str,
+    path: &str,
+    payload: &[u8],
+    trailer: Option<&str>,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    const UNSIGNED: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+    let mut body = format!("{:x}\r\n", payload.len()).into_bytes();
+    body.extend_from_slice(payload);
+    body.extend_from_slice(b"\r\n0\r\n");
+    if let Some(t) = trailer {
+        body.extend_from_slice(format!("x-amz-checksum-crc32:{t}\r\n").as_bytes());
+    }
+    body.extend_from_slice(b"\r\n");
+    let mut headers = vec![
+        ("content-encoding".to_string(), "aws-chunked".to_string()),
+        ("content-length".to_string(), body.len().to_string()),
+        ("host".to_string(), addr.to_string()),
+        ("x-amz-content-sha256".to_string(), UNSIGNED.to_string()),
+        ("x-amz-date".to_string(), amz_now()),
+        (
+            "x-amz-decoded-content-length".to_string(),
+            payload.len().to_string(),
+        ),
+        (
+            "x-amz-trailer".to_string(),
+            "x-amz-checksum-crc32".to_string(),
+        ),
+    ];
+    authorize(&mut headers, path, UNSIGNED);
+    headers.retain(|(k, _)| k != "host" && k != "content-length");
+    (headers, body)
+}
+
+#[tokio::test]
+async fn an_announced_trailer_that_never_comes_fails_the_upload() {
+    use base64::Engine as _;
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("trailer").send().await.unwrap();
+    let addr = server.addr.to_string();
+    let payload = data(300_000, 9);
+    let crc32 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &payload) as u32;
+    let crc = base64::engine::general_purpose::STANDARD.encode(crc32.to_be_bytes());
+    let put = |key: &str, trailer: Option<&str>| {
+        let path = format!("/trailer/{key}");
+        let (headers, body) = unsigned_with_trailer(&addr, &path, &payload, trailer);
+        let addr = server.addr;
+        async move {
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            raw_request(addr, "PUT", &path, &h, &body).await
+        }
+    };
+
+    // With its trailer, the upload is checked against it and stored.
+    let resp = put("with", Some(&crc)).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let before = server.fragment_files().len();
+    assert_eq!(resp.header("x-amz-checksum-crc32"), Some(crc.as_str()));
+    // A wrong trailer is a bad digest.
+    let resp = put("wrong", Some("AAAAAA==")).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>BadDigest</Code>"),
+        "{}",
+        resp.text()
+    );
+    // No trailer at all is not "nothing to check": the upload fails and nothing is stored.
+    let resp = put("without", None).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        resp.text().contains("<Code>MalformedTrailerError</Code>"),
+        "{}",
+        resp.text()
+    );
+    for key in ["wrong", "without"] {
+        let err = s3
+            .head_object()
+            .bucket("trailer")
+            .key(key)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(crate::harness::code(&err), "NotFound", "{key}");
+    }
+    // What the failed uploads wrote is deleted in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.fragment_files().len() != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fragments left behind"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
