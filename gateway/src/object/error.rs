@@ -38,6 +38,11 @@ pub enum Error {
     MissingTrailer { header: &'static str },
     #[error("a precondition given in the request did not hold")]
     PreconditionFailed,
+    /// A conditional read whose object has not changed (HTTP 304); what the response names.
+    #[error("not modified")]
+    NotModified { etag: String, last_modified_ms: i64 },
+    #[error("the requested part number is not satisfiable: the object has {parts} part(s)")]
+    InvalidPartNumber { parts: u32 },
     #[error("range not satisfiable for an object of {size} bytes")]
     InvalidRange { size: u64 },
     #[error("part {part} was not uploaded or its ETag does not match")]

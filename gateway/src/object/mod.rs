@@ -6,9 +6,12 @@ mod authorize;
 mod buckets;
 mod budget;
 mod buffers;
+mod conditions;
 pub mod digest;
 mod error;
 pub mod gc;
+mod get;
+mod info;
 pub mod layout;
 mod lease;
 mod list;
@@ -33,12 +36,16 @@ use crate::erasure::{Codecs, Profile};
 use crate::settlement::{Payer, Settlement};
 use crate::store::StoreSet;
 
+pub use crate::catalogue::{Checksum, ObjectMeta};
 pub use authorize::{Action, Principal};
+pub use conditions::{Conditions, CopySourceConditions};
 pub use digest::{ChecksumAlgorithm, ChecksumExpectation};
 pub use error::{Error, Result};
+pub use get::{ByteRange, ObjectRead, ReadRequest, Selection};
+pub use info::ObjectInfo;
 pub use list::Listing;
 pub use multipart::{CompletedPart, PartInfo, UploadInfo};
-pub use objects::{CopySourceConditions, OpenedObject, PutObject, PutOutcome};
+pub use objects::{OpenedObject, PutObject, PutOutcome};
 
 /// Errors a request body stream may yield.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -49,7 +56,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, BodyError>> + Send
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 
 /// An SSE-C key from the request headers, already checked against its MD5.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CustomerKey {
     pub key: [u8; 32],
     /// Base64 MD5 of the key, echoed in responses.

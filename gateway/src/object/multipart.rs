@@ -6,8 +6,8 @@ use super::digest::{ChecksumExpectation, multipart_etag};
 use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
-    Action, ByteStream, CustomerKey, Error, ObjectService, Principal, Result, check_sse,
-    visible_etag,
+    Action, ByteStream, CustomerKey, Error, ObjectInfo, ObjectService, Principal, Result,
+    check_sse, visible_etag,
 };
 use crate::catalogue::multipart::{ChosenPart, Completed, SettlementPlanner};
 use crate::catalogue::{
@@ -210,7 +210,7 @@ impl ObjectService {
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
-    ) -> Result<ObjectRecord> {
+    ) -> Result<ObjectInfo> {
         let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
         if parts.is_empty() {
             return Err(Error::InvalidRequest(
@@ -310,7 +310,7 @@ impl ObjectService {
         }
         self.gc_notify();
         self.settlement_notify();
-        Ok(record)
+        Ok(ObjectInfo::from(&record))
     }
 
     pub async fn abort_multipart_upload(

@@ -3,6 +3,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::ObjectInfo;
 use super::digest::ChecksumExpectation;
 use super::lease::ReadLease;
 use super::read::{self, ReadableExtent};
@@ -39,18 +40,9 @@ pub struct PutOutcome {
     pub customer_key_md5: Option<String>,
 }
 
-/// `x-amz-copy-source-if-*`.
-#[derive(Debug, Clone, Default)]
-pub struct CopySourceConditions {
-    pub if_match: Option<String>,
-    pub if_none_match: Option<String>,
-    pub if_modified_since_ms: Option<i64>,
-    pub if_unmodified_since_ms: Option<i64>,
-}
-
 /// An object opened for reading: its record, and how to decrypt it.
 pub struct OpenedObject {
-    pub record: ObjectRecord,
+    record: ObjectRecord,
     svc: Arc<Inner>,
     extents: Vec<ReadableExtent>,
     /// Keeps the version's fragments from the collector while this or a stream of it lives.
@@ -66,6 +58,15 @@ impl std::fmt::Debug for OpenedObject {
 }
 
 impl OpenedObject {
+    pub fn info(&self) -> ObjectInfo {
+        ObjectInfo::from(&self.record)
+    }
+
+    /// Plaintext length in bytes.
+    pub fn size(&self) -> u64 {
+        self.record.size
+    }
+
     /// The plaintext byte range of each multipart part, in order.
     pub fn part_ranges(&self) -> Vec<Range<u64>> {
         self.extents
@@ -239,8 +240,21 @@ impl ObjectService {
         })
     }
 
-    /// The object's record (HeadObject), checking the caller and the SSE-C key.
+    /// What the object is (HeadObject without conditions), checking the caller and the SSE-C
+    /// key.
     pub async fn head_object(
+        &self,
+        caller: &Principal,
+        bucket: &str,
+        key: &str,
+        ck: Option<&CustomerKey>,
+    ) -> Result<ObjectInfo> {
+        Ok(ObjectInfo::from(
+            &self.head_record(caller, bucket, key, ck).await?,
+        ))
+    }
+
+    async fn head_record(
         &self,
         caller: &Principal,
         bucket: &str,
@@ -277,7 +291,7 @@ impl ObjectService {
     ) -> Result<OpenedObject> {
         const ATTEMPTS: usize = 5;
         for _ in 0..ATTEMPTS {
-            let record = self.head_object(caller, bucket, key, ck).await?;
+            let record = self.head_record(caller, bucket, key, ck).await?;
             let lease = ReadLease::take(&self.inner, &record.version_id);
             let extents = self.inner.catalogue.extents(&record.version_id).await?;
             let covered: u64 = extents.iter().map(|e| e.size).sum();
@@ -362,33 +376,10 @@ impl ObjectService {
         range: Option<Range<u64>>,
         mut dest: PutObject,
     ) -> Result<PutOutcome> {
-        let range = range.unwrap_or(0..source.record.size);
+        let range = range.unwrap_or(0..source.size());
         let size = range.end.saturating_sub(range.start);
         dest.body = source.read(range);
         dest.size_hint = Some(size);
         self.put_object(caller, dest).await
-    }
-}
-
-impl CopySourceConditions {
-    /// Evaluates the conditions against the source, as S3 does for copies: both an if-match that
-    /// holds and an if-unmodified-since that fails still copy, and likewise for the negatives.
-    pub fn check(&self, record: &ObjectRecord) -> Result<()> {
-        let etag_matches = |want: &str| {
-            want.split(',')
-                .any(|w| w.trim().trim_matches('"') == record.etag || w.trim() == "*")
-        };
-        let failed = || Err(Error::PreconditionFailed);
-        match (&self.if_match, self.if_unmodified_since_ms) {
-            (Some(m), _) if !etag_matches(m) => return failed(),
-            (None, Some(t)) if record.last_modified_ms / 1000 > t / 1000 => return failed(),
-            _ => {}
-        }
-        match (&self.if_none_match, self.if_modified_since_ms) {
-            (Some(m), _) if etag_matches(m) => return failed(),
-            (None, Some(t)) if record.last_modified_ms / 1000 <= t / 1000 => return failed(),
-            _ => {}
-        }
-        Ok(())
     }
 }

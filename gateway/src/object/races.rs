@@ -46,7 +46,7 @@ fn put(key: &str, body: ByteStream) -> PutObject {
 
 async fn read_all(svc: &ObjectService, caller: &Principal, key: &str) -> Vec<u8> {
     let opened = svc.open_object(caller, "test", key, None).await.unwrap();
-    let mut stream = opened.read(0..opened.record.size);
+    let mut stream = opened.read(0..opened.size());
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         out.extend_from_slice(&chunk.unwrap());
@@ -155,7 +155,7 @@ async fn a_read_in_progress_keeps_the_data_an_overwrite_replaced() {
         .await
         .unwrap();
     let opened = svc.open_object(&caller, "test", "k", None).await.unwrap();
-    let mut stream = opened.read(0..opened.record.size);
+    let mut stream = opened.read(0..opened.size());
     drop(opened);
     let mut got = stream.next().await.unwrap().unwrap().to_vec();
 

@@ -82,7 +82,7 @@ impl DeossS3 {
             if_modified_since_ms: f.if_modified_since.map(timestamp_ms),
             if_unmodified_since_ms: f.if_unmodified_since.map(timestamp_ms),
         }
-        .check(&object.record)
+        .check(&object.info())
         .or_s3()?;
         Ok(CopySourceOpened {
             object,

@@ -79,7 +79,21 @@ pub fn to_s3(err: Error) -> S3Error {
                 "we encountered an internal error; please try again".into(),
             )
         }
-        other => {
+        Error::NotModified {
+            etag,
+            last_modified_ms,
+        } => return not_modified(&etag, last_modified_ms),
+        Error::InvalidPartNumber { .. } => {
+            // S3's 416 for a part number past the last part (s3s has no constant for it).
+            let mut e = S3Error::with_message(C::Custom("InvalidPartNumber".into()), msg);
+            e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+            return e;
+        }
+        other @ (Error::Store(_)
+        | Error::Catalogue(_)
+        | Error::Crypto(_)
+        | Error::Coding(_)
+        | Error::Task(_)) => {
             tracing::error!(error = %other, source = ?std::error::Error::source(&other), "internal error");
             (
                 C::InternalError,
@@ -92,6 +106,21 @@ pub fn to_s3(err: Error) -> S3Error {
     if custom_status {
         err.set_status_code(http::StatusCode::BAD_REQUEST);
     }
+    err
+}
+
+/// 304 Not Modified, naming the object's ETag and Last-Modified as RFC 9110 asks.
+fn not_modified(etag: &str, last_modified_ms: i64) -> S3Error {
+    let mut err = S3Error::new(S3ErrorCode::NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+        headers.insert(http::header::ETAG, v);
+    }
+    let date = super::headers::http_date(&super::headers::timestamp(last_modified_ms));
+    if let Some(v) = date.ok().and_then(|d| http::HeaderValue::from_str(&d).ok()) {
+        headers.insert(http::header::LAST_MODIFIED, v);
+    }
+    err.set_headers(headers);
     err
 }
 

@@ -1,69 +1,51 @@
-//! GetObject and HeadObject: conditions, ranges, part numbers, SSE-C.
-
-use std::ops::Range;
+//! GetObject and HeadObject: the request's conditions, range or part number and SSE-C key
+//! become a [`ReadRequest`]; the service's [`ObjectRead`] becomes the response.
 
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::DeossS3;
 use super::error::OrS3;
-use super::headers::{Conditions, customer_key, set_checksum, set_object_headers, set_sse};
-use crate::catalogue::ObjectRecord;
-use crate::object::{ByteStream, OpenedObject};
+use super::headers::{
+    condition_text, customer_key, part_number, set_checksum, set_object_headers, set_sse,
+    timestamp_ms,
+};
+use crate::object::{ByteRange, ByteStream, Conditions, ReadRequest, Selection};
 
-/// The byte range a GET or HEAD asks for: a `Range` header or a `partNumber`. The range of a
-/// part may be empty (a last part of 0 bytes, an empty object), which no `Content-Range` can
-/// describe: see [`content_range`].
-fn requested_range(
-    record: &ObjectRecord,
-    opened: Option<&OpenedObject>,
-    range: Option<&s3s::dto::Range>,
-    part_number: Option<i32>,
-) -> S3Result<Option<Range<u64>>> {
-    if let Some(r) = range {
-        if part_number.is_some() {
-            return Err(s3_error!(
-                InvalidRequest,
-                "cannot specify both Range and partNumber"
-            ));
+/// The bytes a GET or HEAD asks for: a `Range` header or a `partNumber`, not both.
+fn selection(range: Option<&s3s::dto::Range>, part: Option<i32>) -> S3Result<Selection> {
+    match (range, part) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "cannot specify both Range and partNumber"
+        )),
+        (Some(s3s::dto::Range::Int { first, last }), None) => {
+            Ok(Selection::Range(ByteRange::From {
+                first: *first,
+                last: *last,
+            }))
         }
-        let r = r.check(record.size).map_err(|_| {
-            s3_error!(
-                InvalidRange,
-                "the requested range is not satisfiable for an object of {} bytes",
-                record.size
-            )
-        })?;
-        return Ok(Some(r));
+        (Some(s3s::dto::Range::Suffix { length }), None) => {
+            Ok(Selection::Range(ByteRange::Suffix { length: *length }))
+        }
+        (None, Some(n)) => Ok(Selection::Part(part_number(n)?)),
+        (None, None) => Ok(Selection::Whole),
     }
-    let Some(n) = part_number else {
-        return Ok(None);
-    };
-    let n = super::headers::part_number(n)?;
-    // S3 serves part 1 of an object uploaded in one piece as a range over all of it.
-    if record.parts_count == 0 {
-        return if n == 1 {
-            Ok(Some(0..record.size))
-        } else {
-            Err(invalid_part_number(1))
-        };
-    }
-    let ranges = opened.map(OpenedObject::part_ranges).unwrap_or_default();
-    ranges
-        .into_iter()
-        .nth((n - 1) as usize)
-        .map(Some)
-        .ok_or_else(|| invalid_part_number(record.parts_count))
 }
 
-/// S3's 416 for a part number past the last part (s3s has no code constant for it).
-fn invalid_part_number(parts: u32) -> s3s::S3Error {
-    let mut e = s3s::S3Error::with_message(
-        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
-        format!("the requested part number is not satisfiable: the object has {parts} part(s)"),
-    );
-    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-    e
+/// The conditional-request headers of a GET or HEAD.
+fn conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> Conditions {
+    Conditions {
+        if_match: if_match.map(condition_text),
+        if_none_match: if_none_match.map(condition_text),
+        if_modified_since_ms: if_modified_since.map(timestamp_ms),
+        if_unmodified_since_ms: if_unmodified_since.map(timestamp_ms),
+    }
 }
 
 /// A response body for s3s.
@@ -82,11 +64,21 @@ impl futures::Stream for Body {
 
 impl s3s::stream::ByteStream for Body {}
 
-/// `Content-Range` of a non-empty range. An empty part is answered as S3 answers an empty
-/// object: 200 with no `Content-Range` and a `Content-Length` of 0.
-fn content_range(r: &Range<u64>, size: u64) -> Option<String> {
-    let last = r.end.checked_sub(1).filter(|&last| last >= r.start)?;
-    Some(format!("bytes {}-{last}/{size}", r.start))
+/// Fills the length, range and checksum fields shared by GetObject and HeadObject. A stored
+/// checksum covers the whole object, so it is given only for whole-object reads.
+macro_rules! set_extent {
+    ($out:expr, $read:expr, $checksum_mode:expr) => {{
+        let read = $read;
+        $out.content_length = Some(read.content_length() as i64);
+        $out.content_range = read.content_range();
+        if read.range.is_none()
+            && $checksum_mode
+                .as_ref()
+                .is_some_and(|m: &ChecksumMode| m.as_str() == ChecksumMode::ENABLED)
+        {
+            set_checksum!($out, read.info.checksum.as_ref());
+        }
+    }};
 }
 
 impl DeossS3 {
@@ -96,47 +88,32 @@ impl DeossS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let caller = self.keys.caller(&req).await?;
         let i = &req.input;
-        let ck = customer_key(
-            i.sse_customer_algorithm.as_deref(),
-            i.sse_customer_key.as_deref(),
-            i.sse_customer_key_md5.as_deref(),
-        )?;
-        let opened = self
-            .svc
-            .open_object(&caller, &i.bucket, &i.key, ck.as_ref())
-            .await
-            .or_s3()?;
-        let record = &opened.record;
-        Conditions {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref(),
-            if_unmodified_since: i.if_unmodified_since.as_ref(),
-        }
-        .check(record)?;
-        let range = requested_range(record, Some(&opened), i.range.as_ref(), i.part_number)?;
+        let read = ReadRequest {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            selection: selection(i.range.as_ref(), i.part_number)?,
+            conditions: conditions(
+                i.if_match.as_ref(),
+                i.if_none_match.as_ref(),
+                i.if_modified_since.as_ref(),
+                i.if_unmodified_since.as_ref(),
+            ),
+            customer_key: customer_key(
+                i.sse_customer_algorithm.as_deref(),
+                i.sse_customer_key.as_deref(),
+                i.sse_customer_key_md5.as_deref(),
+            )?,
+        };
+        let ck = read.customer_key.clone();
+        let read = self.svc.get_object(&caller, read).await.or_s3()?;
         let mut out = GetObjectOutput::default();
-        set_object_headers!(out, record);
+        set_object_headers!(out, &read.info);
         set_sse!(out, ck.as_ref());
-        match &range {
-            Some(r) => {
-                out.content_length = Some((r.end - r.start) as i64);
-                out.content_range = content_range(r, record.size);
-            }
-            None => {
-                out.content_length = Some(record.size as i64);
-                if i.checksum_mode
-                    .as_ref()
-                    .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-                {
-                    set_checksum!(out, record.checksum.as_ref());
-                }
-            }
-        }
-        let body = opened.read(range.unwrap_or(0..record.size));
-        out.body = Some(StreamingBlob::new(Body(body)));
+        set_extent!(out, &read, i.checksum_mode);
+        let version_id = read.info.version_id.clone();
+        out.body = Some(StreamingBlob::new(Body(read.into_body())));
         let mut resp = S3Response::new(out);
-        self.settlement_headers(&record.version_id, &mut resp.headers)
+        self.settlement_headers(&version_id, &mut resp.headers)
             .await;
         Ok(resp)
     }
@@ -147,38 +124,26 @@ impl DeossS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let caller = self.keys.caller(&req).await?;
         let i = &req.input;
-        let ck = customer_key(
-            i.sse_customer_algorithm.as_deref(),
-            i.sse_customer_key.as_deref(),
-            i.sse_customer_key_md5.as_deref(),
-        )?;
-        // A part number needs the layout; a plain HEAD only the record.
-        let (record, opened) = if i.part_number.is_some() {
-            let o = self
-                .svc
-                .open_object(&caller, &i.bucket, &i.key, ck.as_ref())
-                .await
-                .or_s3()?;
-            (o.record.clone(), Some(o))
-        } else {
-            (
-                self.svc
-                    .head_object(&caller, &i.bucket, &i.key, ck.as_ref())
-                    .await
-                    .or_s3()?,
-                None,
-            )
+        let read = ReadRequest {
+            bucket: i.bucket.clone(),
+            key: i.key.clone(),
+            selection: selection(i.range.as_ref(), i.part_number)?,
+            conditions: conditions(
+                i.if_match.as_ref(),
+                i.if_none_match.as_ref(),
+                i.if_modified_since.as_ref(),
+                i.if_unmodified_since.as_ref(),
+            ),
+            customer_key: customer_key(
+                i.sse_customer_algorithm.as_deref(),
+                i.sse_customer_key.as_deref(),
+                i.sse_customer_key_md5.as_deref(),
+            )?,
         };
-        Conditions {
-            if_match: i.if_match.as_ref(),
-            if_none_match: i.if_none_match.as_ref(),
-            if_modified_since: i.if_modified_since.as_ref(),
-            if_unmodified_since: i.if_unmodified_since.as_ref(),
-        }
-        .check(&record)?;
-        let range = requested_range(&record, opened.as_ref(), i.range.as_ref(), i.part_number)?;
+        let ck = read.customer_key.clone();
+        let read = self.svc.head(&caller, read).await.or_s3()?;
         let mut out = HeadObjectOutput::default();
-        set_object_headers!(out, &record);
+        set_object_headers!(out, &read.info);
         // s3s applies the response-* overrides of GetObject itself, but not those of HeadObject.
         let overrides = [
             (&mut out.content_type, &i.response_content_type),
@@ -199,23 +164,9 @@ impl DeossS3 {
             out.expires.clone_from(&i.response_expires);
         }
         set_sse!(out, ck.as_ref());
-        match &range {
-            Some(r) => {
-                out.content_length = Some((r.end - r.start) as i64);
-                out.content_range = content_range(r, record.size);
-            }
-            None => {
-                out.content_length = Some(record.size as i64);
-                if i.checksum_mode
-                    .as_ref()
-                    .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
-                {
-                    set_checksum!(out, record.checksum.as_ref());
-                }
-            }
-        }
+        set_extent!(out, &read, i.checksum_mode);
         let mut resp = S3Response::new(out);
-        self.settlement_headers(&record.version_id, &mut resp.headers)
+        self.settlement_headers(&read.info.version_id, &mut resp.headers)
             .await;
         Ok(resp)
     }

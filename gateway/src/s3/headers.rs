@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
 use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders, s3_error};
 
-use crate::catalogue::{ObjectMeta, ObjectRecord};
+use crate::object::ObjectMeta;
 use crate::object::digest::Md5;
 use crate::object::{ChecksumAlgorithm, ChecksumExpectation, CustomerKey};
 
@@ -110,7 +110,7 @@ impl MetaHeaders<'_> {
     }
 }
 
-fn http_date(t: &Timestamp) -> S3Result<String> {
+pub(super) fn http_date(t: &Timestamp) -> S3Result<String> {
     let mut buf = Vec::new();
     t.format(TimestampFormat::HttpDate, &mut buf)
         .map_err(|_| s3_error!(InvalidArgument, "invalid date"))?;
@@ -237,64 +237,11 @@ macro_rules! set_checksum {
 }
 pub(crate) use set_checksum;
 
-/// Conditional-request headers of GET and HEAD.
-pub struct Conditions<'a> {
-    pub if_match: Option<&'a ETagCondition>,
-    pub if_none_match: Option<&'a ETagCondition>,
-    pub if_modified_since: Option<&'a Timestamp>,
-    pub if_unmodified_since: Option<&'a Timestamp>,
-}
-
-/// An ETag condition as text for the copy-source checks ("*" or the bare ETag).
+/// An ETag condition as text for the service's conditions ("*" or the bare ETag).
 pub fn condition_text(c: &ETagCondition) -> String {
     match c {
         ETagCondition::Any => "*".to_string(),
         ETagCondition::ETag(e) => e.value().to_string(),
-    }
-}
-
-fn condition_matches(cond: &ETagCondition, etag: &str) -> bool {
-    match cond {
-        ETagCondition::Any => true,
-        ETagCondition::ETag(e) => e.value() == etag,
-    }
-}
-
-impl Conditions<'_> {
-    /// Evaluates the conditions as RFC 9110 orders them: 412 PreconditionFailed, or 304 NotModified
-    /// (carrying the ETag and Last-Modified), or go ahead.
-    pub fn check(&self, record: &ObjectRecord) -> S3Result<()> {
-        let modified_s = record.last_modified_ms / 1000;
-        match (self.if_match, self.if_unmodified_since) {
-            (Some(c), _) if !condition_matches(c, &record.etag) => {
-                return Err(s3_error!(PreconditionFailed));
-            }
-            (None, Some(t)) if modified_s > timestamp_ms(t) / 1000 => {
-                return Err(s3_error!(PreconditionFailed));
-            }
-            _ => {}
-        }
-        let not_modified = match (self.if_none_match, self.if_modified_since) {
-            (Some(c), _) => condition_matches(c, &record.etag),
-            (None, Some(t)) => modified_s <= timestamp_ms(t) / 1000,
-            _ => false,
-        };
-        if not_modified {
-            let mut err = S3Error::new(S3ErrorCode::NotModified);
-            let mut headers = http::HeaderMap::new();
-            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", record.etag)) {
-                headers.insert(http::header::ETAG, v);
-            }
-            if let Some(v) = http_date(&timestamp(record.last_modified_ms))
-                .ok()
-                .and_then(|d| http::HeaderValue::from_str(&d).ok())
-            {
-                headers.insert(http::header::LAST_MODIFIED, v);
-            }
-            err.set_headers(headers);
-            return Err(err);
-        }
-        Ok(())
     }
 }
 

@@ -165,8 +165,8 @@ impl DeossS3 {
         )?;
         let number = part_number(i.part_number)?;
         let range = match &i.copy_source_range {
-            Some(r) => copy_range(r, source.record.size)?,
-            None => 0..source.record.size,
+            Some(r) => copy_range(r, source.size())?,
+            None => 0..source.size(),
         };
         let part = self
             .svc
@@ -226,9 +226,7 @@ impl DeossS3 {
             .complete_multipart_upload(&caller, &i.bucket, &i.key, &i.upload_id, &parts)
             .await
             .or_s3()?;
-        let server_side_encryption = record
-            .sse_c_mac
-            .is_none()
+        let server_side_encryption = (!record.customer_key)
             .then(|| ServerSideEncryption::from_static(ServerSideEncryption::AES256));
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),

@@ -132,7 +132,7 @@ impl DeossS3 {
             }
             .into_meta()?
         } else {
-            source.record.meta.clone()
+            source.info().meta
         };
         let dest = PutObject {
             bucket: i.bucket.clone(),
