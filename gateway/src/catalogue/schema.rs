@@ -114,6 +114,24 @@ CREATE INDEX settlement_due ON settlement (state, gateway, id);
 CREATE INDEX settlement_by_version ON settlement (version_id);
 CREATE INDEX settlement_by_fid ON settlement (fid);
 "#,
+    // 3: the store registry (issue 10). Every fragment store under its persistent id (the one
+    // in its id file, which `fragments.store` and `gc_queue.store` name): its kind (`local`), its
+    // endpoint (a directory path for a local store), where it is (all optional) and its state
+    // (`up`, `draining` or `down`).
+    r#"
+CREATE TABLE stores (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
+    country TEXT,
+    region TEXT,
+    zone TEXT,
+    state TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// PostgreSQL: for gateways sharing one catalogue. Keys use the "C" collation so that they sort
@@ -229,5 +247,23 @@ CREATE TABLE settlement (
 CREATE INDEX settlement_due ON settlement (state, gateway, id);
 CREATE INDEX settlement_by_version ON settlement (version_id);
 CREATE INDEX settlement_by_fid ON settlement (fid);
+"#,
+    // 3: the store registry (issue 10). Every fragment store under its persistent id (the one
+    // in its id file, which `fragments.store` and `gc_queue.store` name): its kind (`local`), its
+    // endpoint (a directory path for a local store), where it is (all optional) and its state
+    // (`up`, `draining` or `down`).
+    r#"
+CREATE TABLE stores (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
+    country TEXT,
+    region TEXT,
+    zone TEXT,
+    state TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
 "#,
 ];
