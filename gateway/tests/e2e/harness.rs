@@ -167,14 +167,14 @@ impl Server {
         self.spawn();
     }
 
-    /// Every file under the fragment stores (temp files included).
+    /// Every file under the fragment stores (temp files included), but the stores' id files.
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, out)
-                } else {
+                } else if e.file_name() != "deoss-store.json" {
                     out.push(p)
                 }
             }
