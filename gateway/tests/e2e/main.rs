@@ -14,3 +14,4 @@ mod objects;
 mod postgres;
 mod settlement;
 mod startup;
+mod stores;
