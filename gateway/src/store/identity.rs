@@ -131,7 +131,7 @@ pub fn write_new(root: &Path, ident: &StoreIdentity) -> Result<StoreIdentity, Id
     text.push(b'\n');
     let written = std::fs::File::create_new(&tmp)
         .and_then(|mut f| f.write_all(&text).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::hard_link(&tmp, &path));
+        .and_then(|()| link_new(&tmp, &path));
     let _ = std::fs::remove_file(&tmp);
     match written {
         Ok(()) => {}
@@ -147,6 +147,21 @@ pub fn write_new(root: &Path, ident: &StoreIdentity) -> Result<StoreIdentity, Id
         .and_then(|d| d.sync_all())
         .map_err(io)?;
     Ok(ident.clone())
+}
+
+/// Puts `tmp` in place at `path` unless a file is there already (`AlreadyExists`).
+fn link_new(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(tmp, path) {
+        // Filesystems without hard links (FAT, some FUSE ones): check, then rename, which only
+        // two gateways naming the same new directory at the same instant could race.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+            if path.exists() {
+                return Err(std::io::ErrorKind::AlreadyExists.into());
+            }
+            std::fs::rename(tmp, path)
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
