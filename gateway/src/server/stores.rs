@@ -21,7 +21,9 @@ use std::sync::Arc;
 use super::StartError;
 use crate::catalogue::{Catalogue, CatalogueError, now_ms};
 use crate::store::identity::{self, ID_FILE, IdFileError, StoreIdentity};
-use crate::store::{FragmentStore, LocalStore, StoreInfo, StoreKind, StoreRegistry, StoreSet};
+use crate::store::{
+    FragmentStore, LocalStore, StoreError, StoreInfo, StoreKind, StoreRegistry, StoreSet,
+};
 
 /// Fragments of a directory looked up in the catalogue, at the upgrade, to check that the
 /// directory is where it was.
@@ -36,6 +38,12 @@ pub enum StoreDirError {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot open fragment store directory {dir}: {source}")]
+    Open {
+        dir: PathBuf,
+        #[source]
+        source: StoreError,
     },
     #[error(transparent)]
     IdFile(#[from] IdFileError),
@@ -132,7 +140,11 @@ pub(super) async fn open_stores(cat: &Catalogue, dirs: &[PathBuf]) -> Result<Sto
             }
             Step::Fresh => register_fresh(cat, s).await?,
         };
-        opened.push(Arc::new(LocalStore::open(id, &s.path)?));
+        let store = LocalStore::open(id, &s.path).map_err(|source| StoreDirError::Open {
+            dir: s.dir.clone(),
+            source,
+        })?;
+        opened.push(Arc::new(store));
     }
     let registry = StoreRegistry::new(
         cat.list_stores().await?,
