@@ -1,8 +1,10 @@
-//! User and access-key management, shared by `deoss admin` and the gateway's first start.
+//! User, access-key and store management, shared by `deoss admin` and the gateway's first
+//! start.
 
 use crate::catalogue::{AccessKeyRecord, Catalogue, CatalogueError, User, now_ms};
 use crate::crypto::{MasterKey, random_array};
 use crate::s3::auth::secret_context;
+use crate::store::StoreInfo;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -166,6 +168,11 @@ pub async fn list_keys(
         .await?
         .ok_or_else(|| AdminError::NoSuchUser(user_name.to_string()))?;
     Ok(cat.list_keys(&user.id).await?)
+}
+
+/// Every fragment store the catalogue has registered, oldest first, configured here or not.
+pub async fn list_stores(cat: &Catalogue) -> Result<Vec<StoreInfo>, AdminError> {
+    Ok(cat.list_stores().await?)
 }
 
 #[cfg(test)]

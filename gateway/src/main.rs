@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Run the gateway (embedded defaults: SQLite catalogue, 12 local fragment stores).
     Serve(Common),
-    /// Manage users and access keys in the catalogue.
+    /// Manage users, access keys and stores in the catalogue.
     Admin {
         #[command(flatten)]
         common: Common,
@@ -138,6 +138,15 @@ enum AdminCommand {
     /// The settlement outbox.
     #[command(subcommand)]
     Settlement(SettlementCommand),
+    /// Fragment stores.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Registered fragment stores, oldest first: id, kind, endpoint, state.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +350,17 @@ async fn run_admin(config: Config, what: AdminCommand) -> anyhow::Result<()> {
                     row.bucket,
                     row.key,
                     settlement::describe(row.state, row.block, row.reason.as_deref())
+                );
+            }
+        }
+        AdminCommand::Store(StoreCommand::List) => {
+            for s in admin::list_stores(&cat).await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    s.id,
+                    s.kind.as_str(),
+                    s.endpoint,
+                    s.state.as_str()
                 );
             }
         }

@@ -23,10 +23,14 @@ use crate::s3::DeossS3;
 use crate::s3::auth::{KeyDirectory, SignedOnly};
 use crate::s3::front;
 use crate::settlement::{RetryConfig, Settlement, SettlementConfig};
-use crate::store::{FragmentStore, LocalStore, StoreError, StoreSet};
+use crate::store::StoreError;
 use deoss_chain_client::{
     Backend as ChainBackend, CessOptions, Chain, DevLedgerOptions, GatewayInfo, GatewayKey,
 };
+
+mod stores;
+
+pub use stores::StoreDirError;
 
 /// Name of the user that owns the root credentials.
 pub const ROOT_USER: &str = "root";
@@ -52,6 +56,8 @@ pub enum StartError {
     Crypto(#[from] CryptoError),
     #[error("cannot open fragment store: {0}")]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    StoreDir(#[from] StoreDirError),
     #[error("cannot set up the root user: {0}")]
     Admin(#[from] AdminError),
     #[error("cannot start the object service: {0}")]
@@ -88,15 +94,10 @@ impl Gateway {
         let started = SystemTime::now();
         let (catalogue, master) = open_catalogue(&config).await?;
         ensure_root(&catalogue, &master, &config).await?;
-        let stores = config
-            .store_dirs()
-            .iter()
-            .enumerate()
-            .map(|(i, dir)| {
-                Ok(Arc::new(LocalStore::open(format!("local-{i:02}"), dir)?)
-                    as Arc<dyn FragmentStore>)
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Stores by the ids in their id files, never by position: the sweep below lists exactly
+        // these, so a directory that cannot be told apart from another store stops the start
+        // before it.
+        let stores = stores::open_stores(&catalogue, &config.store_dirs()).await?;
         let service_config = ServiceConfig {
             default_profile: config.erasure.default_profile.clone(),
             inline_threshold: config.limits.inline_threshold,
@@ -113,12 +114,8 @@ impl Gateway {
             abandoned_upload_after: Duration::from_secs(config.gc.abandoned_upload_secs),
             fragment_read_timeout: Duration::from_millis(config.limits.fragment_read_timeout_ms),
         };
-        let service = ObjectService::new(
-            catalogue.clone(),
-            StoreSet::new(stores),
-            master.clone(),
-            service_config,
-        )?;
+        let service =
+            ObjectService::new(catalogue.clone(), stores, master.clone(), service_config)?;
         // With SQLite the catalogue is this process's alone, so every unreferenced fragment older
         // than this start is an orphan of a write that died with a previous run.
         let cutoff = match catalogue.backend() {

@@ -15,6 +15,7 @@ pub mod objects;
 pub mod records;
 mod schema;
 mod settlement;
+mod stores;
 mod users;
 
 use std::str::FromStr;

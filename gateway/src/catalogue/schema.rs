@@ -127,6 +127,24 @@ ALTER TABLE uploads ADD COLUMN bucket_id TEXT;
 UPDATE uploads SET bucket_id = (SELECT id FROM buckets WHERE buckets.name = uploads.bucket);
 ALTER TABLE gc_queue ADD COLUMN version_id TEXT;
 "#,
+    // 4: the store registry (issue 10). Every fragment store under its persistent id (the one
+    // in its id file, which `fragments.store` and `gc_queue.store` name): its kind (`local`), its
+    // endpoint (a directory path for a local store), where it is (all optional) and its state
+    // (`up`, `draining` or `down`).
+    r#"
+CREATE TABLE stores (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
+    country TEXT,
+    region TEXT,
+    zone TEXT,
+    state TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 /// PostgreSQL: for gateways sharing one catalogue. Keys use the "C" collation so that they sort
@@ -255,5 +273,23 @@ CREATE UNIQUE INDEX buckets_by_id ON buckets (id);
 ALTER TABLE uploads ADD COLUMN bucket_id TEXT;
 UPDATE uploads SET bucket_id = (SELECT id FROM buckets WHERE buckets.name = uploads.bucket);
 ALTER TABLE gc_queue ADD COLUMN version_id TEXT;
+"#,
+    // 4: the store registry (issue 10). Every fragment store under its persistent id (the one
+    // in its id file, which `fragments.store` and `gc_queue.store` name): its kind (`local`), its
+    // endpoint (a directory path for a local store), where it is (all optional) and its state
+    // (`up`, `draining` or `down`).
+    r#"
+CREATE TABLE stores (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    lat DOUBLE PRECISION,
+    lon DOUBLE PRECISION,
+    country TEXT,
+    region TEXT,
+    zone TEXT,
+    state TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
 "#,
 ];

@@ -55,6 +55,33 @@ impl LocalStore {
         &self.root
     }
 
+    /// Up to `limit` fragments found in the directory `root` (which need not be an open store,
+    /// nor exist), without listing it all: enough to tell whether a directory holds fragments.
+    pub fn sample(root: &Path, limit: usize) -> std::io::Result<Vec<FragmentHash>> {
+        let mut out = Vec::new();
+        let dirs = match std::fs::read_dir(root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for dir in dirs {
+            let dir = dir?;
+            // Half-written fragments in .tmp are no one's data.
+            if dir.file_name() == TMP_DIR || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(dir.path())? {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if let Some(hash) = entry?.file_name().to_str().and_then(FragmentHash::from_hex) {
+                    out.push(hash);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Where a fragment lives (used by tests that damage stores on purpose).
     pub fn path_of(&self, hash: FragmentHash) -> PathBuf {
         let hex = hash.to_hex();
@@ -263,6 +290,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open("local-0", dir.path()).unwrap();
         crate::store::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sample_finds_fragments_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        assert!(LocalStore::sample(&root, 4).unwrap().is_empty());
+        let store = LocalStore::open("local-0", &root).unwrap();
+        std::fs::write(root.join(TMP_DIR).join("half-written"), b"x").unwrap();
+        std::fs::write(root.join("ab").join("not-a-hash"), b"x").unwrap();
+        std::fs::write(root.join("deoss-store.json"), b"{}").unwrap();
+        assert!(LocalStore::sample(&root, 4).unwrap().is_empty());
+        let hashes: Vec<FragmentHash> = (0..3u8).map(|i| FragmentHash::of(&[i])).collect();
+        for h in &hashes {
+            store.put(*h, Bytes::copy_from_slice(&h.0)).await.unwrap();
+        }
+        let mut found = LocalStore::sample(&root, 10).unwrap();
+        found.sort();
+        let mut expected = hashes.clone();
+        expected.sort();
+        assert_eq!(found, expected);
+        assert_eq!(LocalStore::sample(&root, 2).unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -5,10 +5,16 @@
 //! implement the same trait and run the same conformance suite. Fragments are content addressed:
 //! a fragment's name is the SHA-256 of its bytes, as 64 lowercase hex characters (as CESS names
 //! them), so a reader can always tell a corrupt fragment from a good one.
+//!
+//! Every store has a persistent id, kept in an id file inside it (`identity`), and the catalogue
+//! registers it (`registry`); fragments are recorded under that id, never under a position in the
+//! configuration.
 
+pub mod identity;
 pub mod local;
 pub mod memory;
 pub mod placement;
+pub mod registry;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -22,6 +28,7 @@ use bytes::Bytes;
 
 pub use local::LocalStore;
 pub use placement::StoreSet;
+pub use registry::{Location, StoreInfo, StoreKind, StoreRegistry, StoreState};
 
 /// SHA-256 of a fragment's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::FragmentStore;
+use super::{FragmentStore, StoreRegistry};
 
 #[derive(Debug)]
 struct Member {
@@ -13,10 +13,12 @@ struct Member {
     healthy: AtomicBool,
 }
 
-/// The fragment stores a gateway writes to and reads from.
+/// The fragment stores a gateway writes to and reads from, and the registry they were opened
+/// from.
 #[derive(Debug, Clone)]
 pub struct StoreSet {
     members: Arc<Vec<Member>>,
+    registry: StoreRegistry,
 }
 
 impl StoreSet {
@@ -30,7 +32,18 @@ impl StoreSet {
             .collect();
         Self {
             members: Arc::new(members),
+            registry: StoreRegistry::default(),
         }
+    }
+
+    /// The same stores, described by `registry` (what the catalogue knows about them and about
+    /// registered stores that are not open).
+    pub fn with_registry(self, registry: StoreRegistry) -> Self {
+        Self { registry, ..self }
+    }
+
+    pub fn registry(&self) -> &StoreRegistry {
+        &self.registry
     }
 
     pub fn len(&self) -> usize {

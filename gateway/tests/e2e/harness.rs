@@ -1,10 +1,10 @@
 //! Starts the real `deoss` binary on port 0 in a temporary data directory and hands out clients.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -19,6 +19,9 @@ pub struct Server {
     args: Vec<String>,
 }
 
+/// Name of the config file that `start_with_config` writes into the data directory.
+const CONFIG_FILE: &str = "deoss.toml";
+
 fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_deoss")
 }
@@ -30,19 +33,33 @@ impl Server {
 
     /// Starts a server with a TOML config file (written into its data directory) and flags.
     pub fn start_with_config(toml: &str, args: &[&str]) -> Self {
+        let mut server = Self::configured(toml, args);
+        server.spawn();
+        server
+    }
+
+    /// Runs a first start with a TOML config file that must be refused; returns its stderr.
+    pub fn refused_with_config(toml: &str) -> String {
+        Self::configured(toml, &[]).restart_refused()
+    }
+
+    fn configured(toml: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("deoss.toml");
+        let path = dir.path().join(CONFIG_FILE);
         std::fs::write(&path, toml).unwrap();
         let mut all = vec!["--config".to_string(), path.display().to_string()];
         all.extend(args.iter().map(|s| s.to_string()));
-        let mut server = Self {
+        Self {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             dir,
             args: all,
-        };
-        server.spawn();
-        server
+        }
+    }
+
+    /// Replaces the config file of a server started with one; read at the next (re)start.
+    pub fn rewrite_config(&self, toml: &str) {
+        std::fs::write(self.dir.path().join(CONFIG_FILE), toml).unwrap();
     }
 
     /// Starts a server with extra `deoss serve` flags.
@@ -58,8 +75,9 @@ impl Server {
         server
     }
 
-    fn spawn(&mut self) {
-        let mut child = Command::new(binary())
+    fn command(&self) -> Command {
+        let mut command = Command::new(binary());
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(self.dir.path())
@@ -70,7 +88,63 @@ impl Server {
                 "DEOSS_LOG",
                 std::env::var("DEOSS_LOG").unwrap_or_else(|_| "error,s3s=off".into()),
             )
-            .env_remove("DEOSS_CONFIG")
+            .env_remove("DEOSS_CONFIG");
+        command
+    }
+
+    /// Stops the server (kill -9) and starts it again expecting the start to be refused: the
+    /// process must exit, unsuccessfully, without ever listening. Returns its stderr.
+    pub fn restart_refused(&mut self) -> String {
+        self.kill9();
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start deoss");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (listening_tx, listening) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if line.starts_with("deoss listening on") {
+                    let _ = listening_tx.send(line);
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if let Ok(line) = listening.try_recv() {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("deoss started instead of refusing to start: {line}");
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                child.wait().ok();
+                panic!("deoss neither started nor exited within a minute");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = reader.join().unwrap();
+        assert!(
+            !status.success(),
+            "deoss exited successfully instead of refusing to start: {text}"
+        );
+        text
+    }
+
+    fn spawn(&mut self) {
+        let mut child = self
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -222,14 +296,14 @@ impl Server {
         self.spawn();
     }
 
-    /// Every file under the fragment stores (temp files included).
+    /// Every file under the fragment stores (temp files included), but the stores' id files.
     pub fn fragment_files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     walk(&p, out)
-                } else {
+                } else if e.file_name() != "deoss-store.json" {
                     out.push(p)
                 }
             }

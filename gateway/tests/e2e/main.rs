@@ -21,3 +21,4 @@ mod settlement;
 mod signed;
 mod sse_c;
 mod startup;
+mod stores;
