@@ -352,7 +352,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = gc.await;
     let _ = settler.await;
-    gateway.service.catalogue().close().await;
+    gateway.service.close().await;
     Ok(())
 }
 
@@ -365,7 +365,7 @@ pub async fn run(
     let data_dir: PathBuf = config.data_dir.clone();
     let gateway = Gateway::open(config).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %data_dir.display(), catalogue = gateway.service.catalogue().backend().as_str(),
-        stores = gateway.service.stores().len(), "deoss is serving S3");
+    tracing::info!(%addr, data_dir = %data_dir.display(), catalogue = gateway.service.catalogue_backend().as_str(),
+        stores = gateway.service.store_count(), "deoss is serving S3");
     serve(gateway, listener, shutdown).await
 }

@@ -180,8 +180,14 @@ impl ObjectService {
         })
     }
 
-    pub fn catalogue(&self) -> &Catalogue {
-        &self.inner.catalogue
+    /// Which database the catalogue is (for the start-up log).
+    pub fn catalogue_backend(&self) -> crate::catalogue::Backend {
+        self.inner.catalogue.backend()
+    }
+
+    /// Closes the catalogue's connections, once serving has stopped.
+    pub async fn close(&self) {
+        self.inner.catalogue.close().await;
     }
 
     /// Turns on settlement: uploads are checked against the chain and committed objects get a
@@ -207,12 +213,15 @@ impl ObjectService {
         Ok(Some(s.admit(&bucket.owner_id, bucket, size).await?))
     }
 
-    pub fn stores(&self) -> &StoreSet {
-        &self.inner.stores
+    /// How many fragment stores the service writes to.
+    pub fn store_count(&self) -> usize {
+        self.inner.stores.len()
     }
 
-    pub fn master_key(&self) -> &MasterKey {
-        &self.inner.master
+    /// The stores themselves, for tests that damage or count what they hold.
+    #[cfg(test)]
+    pub(crate) fn stores(&self) -> &StoreSet {
+        &self.inner.stores
     }
 
     /// The profile that `storage_class` selects in a bucket whose own profile is `bucket_profile`.
