@@ -5,12 +5,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::buckets::{hold_bucket, is_postgres};
-use super::objects::{insert_extent, json, load_extents, meta_json, retire_extents};
+use super::objects::{
+    insert_extent, insert_wraps, json, load_extents, load_wraps, meta_json, retire_extents,
+};
 use super::{
     Catalogue, CatalogueError, ExtentRecord, NewSettlement, ObjectRecord, Result, UploadRecord,
 };
 
-const UPLOAD_COLUMNS: &str = "upload_id, bucket, bucket_id, key, version_id, owner_id, initiated_ms, meta, storage_class, profile, wrapped_key, sse_c_mac";
+const UPLOAD_COLUMNS: &str = "upload_id, bucket, bucket_id, key, version_id, owner_id, initiated_ms, meta, storage_class, profile";
 
 fn upload(row: &AnyRow) -> Result<UploadRecord> {
     Ok(UploadRecord {
@@ -24,8 +26,7 @@ fn upload(row: &AnyRow) -> Result<UploadRecord> {
         meta: json(&row.try_get::<String, _>("meta")?)?,
         storage_class: row.try_get("storage_class")?,
         profile: row.try_get("profile")?,
-        wrapped_key: row.try_get("wrapped_key")?,
-        sse_c_mac: row.try_get("sse_c_mac")?,
+        wraps: Vec::new(),
     })
 }
 
@@ -72,7 +73,7 @@ impl Catalogue {
         let mut w = self.write().await?;
         hold_bucket(&mut w.tx, &u.bucket, &u.bucket_id).await?;
         let sql = format!(
-            "INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO uploads ({UPLOAD_COLUMNS}, wrapped_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         );
         sqlx::query(AssertSqlSafe(sql))
             .bind(&u.upload_id)
@@ -85,21 +86,27 @@ impl Catalogue {
             .bind(meta_json(&u.meta))
             .bind(&u.storage_class)
             .bind(&u.profile)
-            .bind(&u.wrapped_key)
-            .bind(u.sse_c_mac.clone())
+            // The key wraps live in `key_wraps` since migration 5; this column stays empty.
+            .bind(Vec::<u8>::new())
             .execute(&mut *w.tx)
             .await?;
+        insert_wraps(&mut w.tx, &u.version_id, &u.wraps).await?;
         w.tx.commit().await?;
         Ok(())
     }
 
+    /// An upload in progress, with its key wraps.
     pub async fn upload(&self, upload_id: &str) -> Result<Option<UploadRecord>> {
+        let mut conn = self.pool().acquire().await?;
         let sql = format!("SELECT {UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(upload_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&mut *conn)
             .await?;
-        row.as_ref().map(upload).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let mut u = upload(&row)?;
+        u.wraps = load_wraps(&mut conn, &u.version_id).await?;
+        Ok(Some(u))
     }
 
     /// Stores (or replaces) a part of an upload that is still in progress; fails with
@@ -117,7 +124,8 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Uploads of a bucket in (key, upload id) order, after the given markers.
+    /// Uploads of a bucket in (key, upload id) order, after the given markers (listed without
+    /// their key wraps: `wraps` is empty).
     pub async fn list_uploads(
         &self,
         bucket: &str,

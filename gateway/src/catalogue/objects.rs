@@ -6,13 +6,19 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::buckets::{hold_bucket, is_postgres};
 use super::{
-    Catalogue, CatalogueError, Checksum, ExtentRecord, FragmentRecord, NewSettlement, ObjectMeta,
-    ObjectRecord, Result, now_ms,
+    Catalogue, CatalogueError, Checksum, ExtentRecord, FragmentRecord, KeyWrapRecord,
+    NewSettlement, ObjectMeta, ObjectRecord, Result, now_ms,
 };
 use crate::store::FragmentHash;
 
 const OBJECT_COLUMNS: &str = "bucket, key, version_id, size, etag, last_modified_ms, meta, storage_class, \
-     wrapped_key, sse_c_mac, checksum, parts_count";
+     checksum, parts_count";
+
+/// The same, as `o.` of a join, with the version's key wraps (one row per wrap).
+const OBJECT_WITH_WRAPS: &str = "SELECT o.bucket, o.key, o.version_id, o.size, o.etag, o.last_modified_ms, \
+     o.meta, o.storage_class, o.checksum, o.parts_count, \
+     w.kind AS wrap_kind, w.wrapped AS wrap_wrapped, w.commitment AS wrap_commitment \
+     FROM objects o LEFT JOIN key_wraps w ON w.version_id = o.version_id";
 
 /// Rows per multi-row INSERT of fragments (6 parameters each, well under every bind limit).
 const FRAGMENT_BATCH: usize = 100;
@@ -40,11 +46,64 @@ fn object(row: &AnyRow) -> Result<ObjectRecord> {
         last_modified_ms: row.try_get("last_modified_ms")?,
         meta: json(&row.try_get::<String, _>("meta")?)?,
         storage_class: row.try_get("storage_class")?,
-        wrapped_key: row.try_get("wrapped_key")?,
-        sse_c_mac: row.try_get("sse_c_mac")?,
+        wraps: Vec::new(),
         checksum: checksum.as_deref().map(json::<Checksum>).transpose()?,
         parts_count: row.try_get::<i64, _>("parts_count")? as u32,
     })
+}
+
+/// The key wrap a joined row carries, if any.
+fn joined_wrap(row: &AnyRow) -> Result<Option<KeyWrapRecord>> {
+    let Some(kind) = row.try_get::<Option<String>, _>("wrap_kind")? else {
+        return Ok(None);
+    };
+    Ok(Some(KeyWrapRecord {
+        kind,
+        wrapped: row.try_get("wrap_wrapped")?,
+        commitment: row.try_get("wrap_commitment")?,
+    }))
+}
+
+/// Records the wraps of a version's data key.
+pub(super) async fn insert_wraps(
+    conn: &mut AnyConnection,
+    version_id: &str,
+    wraps: &[KeyWrapRecord],
+) -> Result<()> {
+    for w in wraps {
+        sqlx::query(
+            "INSERT INTO key_wraps (version_id, kind, wrapped, commitment) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(version_id)
+        .bind(&w.kind)
+        .bind(&w.wrapped)
+        .bind(w.commitment.clone())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The wraps of a version's data key.
+pub(super) async fn load_wraps(
+    conn: &mut AnyConnection,
+    version_id: &str,
+) -> Result<Vec<KeyWrapRecord>> {
+    let rows = sqlx::query(
+        "SELECT kind, wrapped, commitment FROM key_wraps WHERE version_id = $1 ORDER BY kind",
+    )
+    .bind(version_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(KeyWrapRecord {
+                kind: row.try_get("kind")?,
+                wrapped: row.try_get("wrapped")?,
+                commitment: row.try_get("commitment")?,
+            })
+        })
+        .collect()
 }
 
 /// A listing entry: just what ListObjects returns.
@@ -66,13 +125,21 @@ pub enum Replaced {
 
 impl Catalogue {
     pub async fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE bucket = $1 AND key = $2");
-        let row = sqlx::query(AssertSqlSafe(sql))
+        // The row and its key wraps in one round trip (one row per wrap).
+        let sql = format!("{OBJECT_WITH_WRAPS} WHERE o.bucket = $1 AND o.key = $2");
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(bucket)
             .bind(key)
-            .fetch_optional(self.pool())
+            .fetch_all(self.pool())
             .await?;
-        row.as_ref().map(object).transpose()
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut record = object(first)?;
+        for row in &rows {
+            record.wraps.extend(joined_wrap(row)?);
+        }
+        Ok(Some(record))
     }
 
     /// The extents of a version (or of an upload in progress), in part order, with fragments.
@@ -111,6 +178,7 @@ impl Catalogue {
             Box::pin(async move {
                 hold_bucket(conn, &record.bucket, &bucket_id).await?;
                 let replaced = replace_object_row(conn, &record).await?;
+                insert_wraps(conn, &record.version_id, &record.wraps).await?;
                 for e in &extents {
                     insert_extent(conn, &record.version_id, e).await?;
                 }
@@ -209,7 +277,7 @@ pub(super) async fn replace_object_row(
 
 async fn insert_object(conn: &mut AnyConnection, r: &ObjectRecord) -> Result<()> {
     let sql = format!(
-        "INSERT INTO objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        "INSERT INTO objects ({OBJECT_COLUMNS}, wrapped_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(&r.bucket)
@@ -220,10 +288,10 @@ async fn insert_object(conn: &mut AnyConnection, r: &ObjectRecord) -> Result<()>
         .bind(r.last_modified_ms)
         .bind(meta_json(&r.meta))
         .bind(&r.storage_class)
-        .bind(&r.wrapped_key)
-        .bind(r.sse_c_mac.clone())
         .bind(r.checksum.as_ref().map(to_json))
         .bind(i64::from(r.parts_count))
+        // The key wraps live in `key_wraps` since migration 5; this column stays empty.
+        .bind(Vec::<u8>::new())
         .execute(conn)
         .await?;
     Ok(())
@@ -265,7 +333,13 @@ pub(super) async fn retire_extents(
         q = q.bind(i64::from(p));
     }
     q.execute(&mut *conn).await?;
-    for table in ["fragments", "extents"] {
+    // A whole version retired takes its key wraps along.
+    let tables: &[&str] = if part.is_some() {
+        &["fragments", "extents"]
+    } else {
+        &["fragments", "extents", "key_wraps"]
+    };
+    for table in tables {
         let filter = if part.is_some() { " AND part = $2" } else { "" };
         let sql = format!("DELETE FROM {table} WHERE version_id = $1{filter}");
         let mut q = sqlx::query::<Any>(AssertSqlSafe(sql)).bind(version_id);

@@ -79,9 +79,8 @@ pub struct ObjectRecord {
     pub last_modified_ms: i64,
     pub meta: ObjectMeta,
     pub storage_class: String,
-    pub wrapped_key: Vec<u8>,
-    /// HMAC of the SSE-C customer key; `None` for objects under the master key.
-    pub sse_c_mac: Option<Vec<u8>>,
+    /// The wraps of the version's data key (see `object::keyring`).
+    pub wraps: Vec<KeyWrapRecord>,
     pub checksum: Option<Checksum>,
     /// Number of multipart parts; 0 for a single PUT.
     pub parts_count: u32,
@@ -134,8 +133,18 @@ pub struct UploadRecord {
     pub meta: ObjectMeta,
     pub storage_class: String,
     pub profile: String,
-    pub wrapped_key: Vec<u8>,
-    pub sse_c_mac: Option<Vec<u8>>,
+    /// The wraps of the upload version's data key; the completed object keeps them.
+    pub wraps: Vec<KeyWrapRecord>,
+}
+
+/// One wrap of a version's data key: under the master key, an SSE-C key (with a salted
+/// commitment to that key) or, later, an owner's Umbral key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWrapRecord {
+    /// `master` or `customer` (see `object::keyring`).
+    pub kind: String,
+    pub wrapped: Vec<u8>,
+    pub commitment: Option<Vec<u8>>,
 }
 
 /// A fragment whose object is gone, waiting to be deleted from its store.

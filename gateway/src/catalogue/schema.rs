@@ -145,6 +145,26 @@ CREATE TABLE stores (
     created_ms BIGINT NOT NULL
 );
 "#,
+    // 5: key wraps (issue 10). A version's data key has one or more wraps, one row each: `master`
+    // (under the gateway's master key) or `customer` (an SSE-C key, with its salted commitment),
+    // and later an owner's Umbral capsule. Uploads and the objects they complete share their
+    // version's rows. The wraps kept in `objects` and `uploads` until now are copied here; those
+    // columns are left empty from now on.
+    r#"
+CREATE TABLE key_wraps (
+    version_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    wrapped BLOB NOT NULL,
+    commitment BLOB,
+    PRIMARY KEY (version_id, kind)
+);
+INSERT INTO key_wraps (version_id, kind, wrapped, commitment)
+    SELECT version_id, CASE WHEN sse_c_mac IS NULL THEN 'master' ELSE 'customer' END, wrapped_key, sse_c_mac
+    FROM objects;
+INSERT INTO key_wraps (version_id, kind, wrapped, commitment)
+    SELECT version_id, CASE WHEN sse_c_mac IS NULL THEN 'master' ELSE 'customer' END, wrapped_key, sse_c_mac
+    FROM uploads;
+"#,
 ];
 
 /// PostgreSQL: for gateways sharing one catalogue. Keys use the "C" collation so that they sort
@@ -291,5 +311,25 @@ CREATE TABLE stores (
     state TEXT NOT NULL,
     created_ms BIGINT NOT NULL
 );
+"#,
+    // 5: key wraps (issue 10). A version's data key has one or more wraps, one row each: `master`
+    // (under the gateway's master key) or `customer` (an SSE-C key, with its salted commitment),
+    // and later an owner's Umbral capsule. Uploads and the objects they complete share their
+    // version's rows. The wraps kept in `objects` and `uploads` until now are copied here; those
+    // columns are left empty from now on.
+    r#"
+CREATE TABLE key_wraps (
+    version_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    wrapped BYTEA NOT NULL,
+    commitment BYTEA,
+    PRIMARY KEY (version_id, kind)
+);
+INSERT INTO key_wraps (version_id, kind, wrapped, commitment)
+    SELECT version_id, CASE WHEN sse_c_mac IS NULL THEN 'master' ELSE 'customer' END, wrapped_key, sse_c_mac
+    FROM objects;
+INSERT INTO key_wraps (version_id, kind, wrapped, commitment)
+    SELECT version_id, CASE WHEN sse_c_mac IS NULL THEN 'master' ELSE 'customer' END, wrapped_key, sse_c_mac
+    FROM uploads;
 "#,
 ];

@@ -82,6 +82,15 @@ pub(crate) fn extent(part: u32, fragments: u32) -> ExtentRecord {
     }
 }
 
+/// A master-key wrap of made-up bytes.
+pub(crate) fn master_wrap(byte: u8) -> Vec<KeyWrapRecord> {
+    vec![KeyWrapRecord {
+        kind: "master".into(),
+        wrapped: vec![byte; 65],
+        commitment: None,
+    }]
+}
+
 /// The incarnation id test buckets are made with.
 pub(crate) fn bid(bucket: &str) -> String {
     format!("id-{bucket}")
@@ -114,8 +123,7 @@ pub(crate) fn object(bucket: &str, key: &str, version: &str) -> ObjectRecord {
             ..ObjectMeta::default()
         },
         storage_class: "STANDARD".into(),
-        wrapped_key: vec![9; 65],
-        sse_c_mac: None,
+        wraps: master_wrap(9),
         checksum: None,
         parts_count: 0,
     }
@@ -294,8 +302,7 @@ async fn multipart_lifecycle(cat: &Catalogue) {
         meta: ObjectMeta::default(),
         storage_class: "STANDARD".into(),
         profile: "cess".into(),
-        wrapped_key: vec![1; 65],
-        sse_c_mac: None,
+        wraps: master_wrap(1),
     };
     cat.create_upload(&up).await.unwrap();
     let up2 = UploadRecord {
@@ -557,8 +564,7 @@ async fn writes_commit_only_into_their_bucket_incarnation(cat: &Catalogue) {
         meta: ObjectMeta::default(),
         storage_class: "STANDARD".into(),
         profile: "cess".into(),
-        wrapped_key: vec![1; 65],
-        sse_c_mac: None,
+        wraps: master_wrap(1),
     };
     cat.create_upload(&up).await.unwrap();
     assert_eq!(
@@ -726,6 +732,71 @@ async fn concurrent_writers_of_one_key_and_one_name(cat: &Catalogue) {
     }
 }
 
+/// Key wraps are rows of their version: loaded with the object, shared by an upload and the
+/// object it completes, and gone with the version.
+async fn key_wraps_follow_their_version(cat: &Catalogue) {
+    make_bucket(cat, "kw").await;
+    let mut rec = object("kw", "k", "kw-v1");
+    rec.wraps = vec![
+        KeyWrapRecord {
+            kind: "customer".into(),
+            wrapped: vec![3; 65],
+            commitment: Some(vec![4; 52]),
+        },
+        KeyWrapRecord {
+            kind: "master".into(),
+            wrapped: vec![5; 65],
+            commitment: None,
+        },
+    ];
+    cat.commit_object(&bid("kw"), &rec, &[extent(0, 0)])
+        .await
+        .unwrap();
+    let got = cat.object("kw", "k").await.unwrap().unwrap();
+    let mut kinds: Vec<&str> = got.wraps.iter().map(|w| w.kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["customer", "master"]);
+    assert!(got.wraps.contains(&rec.wraps[0]));
+    cat.delete_object("kw", &bid("kw"), "k").await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_wraps WHERE version_id = $1")
+        .bind("kw-v1")
+        .fetch_one(cat.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "a deleted version's wraps go with it");
+
+    let up = UploadRecord {
+        upload_id: "kw-up".into(),
+        bucket: "kw".into(),
+        bucket_id: bid("kw"),
+        key: "mp".into(),
+        version_id: "kw-mv".into(),
+        owner_id: "u1".into(),
+        initiated_ms: now_ms(),
+        meta: ObjectMeta::default(),
+        storage_class: "STANDARD".into(),
+        profile: "cess".into(),
+        wraps: master_wrap(6),
+    };
+    cat.create_upload(&up).await.unwrap();
+    assert_eq!(cat.upload("kw-up").await.unwrap().unwrap().wraps, up.wraps);
+    cat.put_part(&up, &extent(1, 0)).await.unwrap();
+    let mut done = object("kw", "mp", "kw-mv");
+    done.wraps = up.wraps.clone();
+    let chosen = [ChosenPart {
+        part: 1,
+        md5: extent(1, 0).md5,
+    }];
+    assert_eq!(
+        cat.complete_upload(&up, &done, &chosen).await.unwrap(),
+        Completed::Done
+    );
+    assert_eq!(
+        cat.object("kw", "mp").await.unwrap().unwrap().wraps,
+        up.wraps
+    );
+}
+
 async fn suite(cat: &Catalogue) {
     users_and_keys(cat).await;
     buckets(cat).await;
@@ -737,6 +808,46 @@ async fn suite(cat: &Catalogue) {
     writes_commit_only_into_their_bucket_incarnation(cat).await;
     delete_bucket_racing_commits_leaves_nothing_behind(cat).await;
     concurrent_writers_of_one_key_and_one_name(cat).await;
+    key_wraps_follow_their_version(cat).await;
+}
+
+/// A catalogue written before key wraps were rows (migration 5) keeps every object readable:
+/// the wraps in `objects` and `uploads` are copied into `key_wraps`.
+#[tokio::test]
+async fn wraps_kept_in_object_rows_are_moved_to_their_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display());
+    let cat = Catalogue::open(&url).await.unwrap();
+    // Back to the schema before migration 5, with rows as that release wrote them.
+    for sql in [
+        "DROP TABLE key_wraps",
+        "DELETE FROM schema_version WHERE version = 5",
+        "INSERT INTO objects (bucket, key, version_id, size, etag, last_modified_ms, meta, \
+         storage_class, wrapped_key, sse_c_mac, checksum, parts_count) \
+         VALUES ('b', 'plain', 'old-1', 1, 'e', 0, '{}', 'STANDARD', x'0909', NULL, NULL, 0), \
+         ('b', 'sse', 'old-2', 1, 'e', 0, '{}', 'STANDARD', x'0808', x'0707', NULL, 0)",
+        "INSERT INTO uploads (upload_id, bucket, bucket_id, key, version_id, owner_id, \
+         initiated_ms, meta, storage_class, profile, wrapped_key, sse_c_mac) \
+         VALUES ('old-up', 'b', 'id-b', 'mp', 'old-3', 'u1', 0, '{}', 'STANDARD', 'cess', x'0606', NULL)",
+    ] {
+        sqlx::query(sql).execute(cat.pool()).await.unwrap();
+    }
+    cat.close().await;
+    let cat = Catalogue::open(&url).await.unwrap();
+    let plain = cat.object("b", "plain").await.unwrap().unwrap();
+    assert_eq!(
+        plain.wraps,
+        [KeyWrapRecord {
+            kind: "master".into(),
+            wrapped: vec![9, 9],
+            commitment: None,
+        }]
+    );
+    let sse = cat.object("b", "sse").await.unwrap().unwrap();
+    assert_eq!(sse.wraps[0].kind, "customer");
+    assert_eq!(sse.wraps[0].commitment.as_deref(), Some(&[7u8, 7][..]));
+    let up = cat.upload("old-up").await.unwrap().unwrap();
+    assert_eq!(up.wraps[0].wrapped, vec![6, 6]);
 }
 
 #[tokio::test]

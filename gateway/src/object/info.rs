@@ -1,6 +1,7 @@
 //! What the object service tells front ends about an object: its own type, not a catalogue
 //! row (no wrapped keys, no key commitments).
 
+use super::keyring::Keyring;
 use crate::catalogue::{Checksum, ObjectMeta, ObjectRecord};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl From<&ObjectRecord> for ObjectInfo {
             storage_class: r.storage_class.clone(),
             checksum: r.checksum.clone(),
             parts_count: r.parts_count,
-            customer_key: r.sse_c_mac.is_some(),
+            customer_key: Keyring::needs_customer_key(&r.wraps),
         }
     }
 }

@@ -12,6 +12,7 @@ mod error;
 pub mod gc;
 mod get;
 mod info;
+mod keyring;
 pub mod layout;
 mod lease;
 mod list;
@@ -120,7 +121,8 @@ impl Default for ServiceConfig {
 struct Inner {
     catalogue: Catalogue,
     stores: StoreSet,
-    master: MasterKey,
+    /// Wraps and unwraps data keys (the master key lives here).
+    keyring: keyring::Keyring,
     codecs: Codecs,
     cfg: ServiceConfig,
     inflight: write::InFlight,
@@ -162,7 +164,7 @@ impl ObjectService {
             inner: Arc::new(Inner {
                 catalogue,
                 stores,
-                master,
+                keyring: keyring::Keyring::new(master),
                 codecs: Codecs::default(),
                 cfg,
                 inflight: write::InFlight::default(),
@@ -253,21 +255,8 @@ fn visible_etag(svc: &Inner, sse_c: bool, version_id: &str, part: u32, md5_hex: 
         .ok()
         .and_then(|b| <[u8; 16]>::try_from(b).ok());
     match md5 {
-        Some(md5) if sse_c => svc.master.sse_c_etag(version_id, part, &md5),
+        Some(md5) if sse_c => svc.keyring.master().sse_c_etag(version_id, part, &md5),
         _ => md5_hex.to_string(),
-    }
-}
-
-/// Whether a record is the caller's to see (SSE-C checks aside).
-fn check_sse(svc: &Inner, record_mac: Option<&[u8]>, key: Option<&CustomerKey>) -> Result<()> {
-    match (record_mac, key) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => Err(Error::InvalidRequest(
-            "the object was not stored with a customer key; do not send SSE-C headers".into(),
-        )),
-        (Some(_), None) => Err(Error::SseCustomerKeyMissing),
-        (Some(mac), Some(k)) if svc.master.verify_customer_key(&k.key, mac) => Ok(()),
-        (Some(_), Some(_)) => Err(Error::SseCustomerKeyMismatch),
     }
 }
 

@@ -3,11 +3,12 @@
 //! completion only picks which extents form the object.
 
 use super::digest::{ChecksumExpectation, multipart_etag};
-use super::objects::{new_version_id, unwrap_data_key, wrap_new_key};
+use super::keyring::Keyring;
+use super::objects::new_version_id;
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
     Action, ByteStream, CustomerKey, Error, ObjectInfo, ObjectService, Principal, Result,
-    check_sse, visible_etag,
+    visible_etag,
 };
 use crate::catalogue::multipart::{ChosenPart, Completed, SettlementPlanner};
 use crate::catalogue::{
@@ -89,7 +90,7 @@ impl ObjectService {
             version_id: &version_id,
             part: 0,
         };
-        let (wrapped_key, sse_c_mac) = wrap_new_key(&self.inner, &dk, &binding, ck);
+        let wraps = self.inner.keyring.wrap_new(&dk, &binding, ck);
         let upload = UploadRecord {
             upload_id: new_upload_id(),
             bucket: bucket.to_string(),
@@ -101,8 +102,7 @@ impl ObjectService {
             meta,
             storage_class: class,
             profile: profile.name,
-            wrapped_key,
-            sse_c_mac,
+            wraps,
         };
         self.inner.catalogue.create_upload(&upload).await?;
         Ok(upload.upload_id)
@@ -110,7 +110,7 @@ impl ObjectService {
 
     /// The ETag a client is given for a part of `upload` (opaque for SSE-C uploads).
     fn part_etag(&self, upload: &UploadRecord, part: u32, md5_hex: &str) -> String {
-        let sse_c = upload.sse_c_mac.is_some();
+        let sse_c = Keyring::needs_customer_key(&upload.wraps);
         visible_etag(&self.inner, sse_c, &upload.version_id, part, md5_hex)
     }
 
@@ -151,7 +151,7 @@ impl ObjectService {
             )));
         }
         let (b, upload) = self.live_upload(caller, bucket, key, upload_id).await?;
-        check_sse(&self.inner, upload.sse_c_mac.as_deref(), ck)?;
+        self.inner.keyring.check(&upload.wraps, ck)?;
         // The part's space stays reserved in the territory while it is written.
         let _space = self.admit(&b, size_hint.unwrap_or(0)).await?;
         let binding = Binding {
@@ -160,7 +160,7 @@ impl ObjectService {
             version_id: &upload.version_id,
             part: 0,
         };
-        let dk = unwrap_data_key(&self.inner, &upload.wrapped_key, &binding, ck)?;
+        let dk = self.inner.keyring.unwrap(&upload.wraps, &binding, ck)?;
         let profile =
             Profile::parse(&upload.profile).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let nonce_prefix = write::new_nonce_prefix();
@@ -264,8 +264,7 @@ impl ObjectService {
             last_modified_ms: now_ms(),
             meta: upload.meta.clone(),
             storage_class: upload.storage_class.clone(),
-            wrapped_key: upload.wrapped_key.clone(),
-            sse_c_mac: upload.sse_c_mac.clone(),
+            wraps: upload.wraps.clone(),
             checksum: None,
             parts_count: parts.len() as u32,
         };

@@ -10,11 +10,11 @@ use super::read::{self, ReadableExtent};
 use super::write::{self, ExtentWrite, WriteGuard};
 use super::{
     Action, ByteStream, CustomerKey, Error, Inner, MAX_OBJECT_SIZE, ObjectService, Principal,
-    Result, check_sse, visible_etag,
+    Result, visible_etag,
 };
 use crate::catalogue::objects::Replaced;
 use crate::catalogue::{Checksum, ExtentRecord, ObjectMeta, ObjectRecord, SettlementState, now_ms};
-use crate::crypto::{Binding, ChunkCipher, DataKey, WrapKind, unwrap_key, wrap_key};
+use crate::crypto::{Binding, ChunkCipher, DataKey};
 
 /// A PutObject request in domain terms.
 pub struct PutObject {
@@ -94,39 +94,6 @@ pub(crate) fn new_version_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Wraps a fresh data key for an object version: by the customer key when given, else the
-/// master key. Returns the wrapped key and the customer key's MAC.
-pub(crate) fn wrap_new_key(
-    svc: &Inner,
-    dk: &DataKey,
-    binding: &Binding<'_>,
-    ck: Option<&CustomerKey>,
-) -> (Vec<u8>, Option<Vec<u8>>) {
-    match ck {
-        Some(ck) => (
-            wrap_key(&ck.key, WrapKind::Customer, dk, binding),
-            Some(svc.master.customer_key_mac(&ck.key)),
-        ),
-        None => (
-            wrap_key(svc.master.bytes(), WrapKind::Master, dk, binding),
-            None,
-        ),
-    }
-}
-
-pub(crate) fn unwrap_data_key(
-    svc: &Inner,
-    wrapped: &[u8],
-    binding: &Binding<'_>,
-    ck: Option<&CustomerKey>,
-) -> Result<DataKey> {
-    let kek = match ck {
-        Some(ck) => &ck.key,
-        None => svc.master.bytes(),
-    };
-    Ok(unwrap_key(kek, wrapped, binding)?)
-}
-
 pub(crate) fn extent_cipher(
     dk: &DataKey,
     bucket: &str,
@@ -165,8 +132,10 @@ impl ObjectService {
             version_id: &version_id,
             part: 0,
         };
-        let (wrapped_key, sse_c_mac) =
-            wrap_new_key(&self.inner, &dk, &binding, req.customer_key.as_ref());
+        let wraps = self
+            .inner
+            .keyring
+            .wrap_new(&dk, &binding, req.customer_key.as_ref());
         let nonce_prefix = write::new_nonce_prefix();
         let guard = WriteGuard::new(self.inner.clone());
         let extent = write::write_extent(
@@ -187,7 +156,7 @@ impl ObjectService {
         .await?;
         let etag = visible_etag(
             &self.inner,
-            sse_c_mac.is_some(),
+            req.customer_key.is_some(),
             &version_id,
             0,
             &extent.md5,
@@ -201,8 +170,7 @@ impl ObjectService {
             last_modified_ms: now_ms(),
             meta: req.meta,
             storage_class: class,
-            wrapped_key,
-            sse_c_mac,
+            wraps,
             checksum: extent.checksum.clone(),
             parts_count: 0,
         };
@@ -271,7 +239,7 @@ impl ObjectService {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
             })?;
-        check_sse(&self.inner, record.sse_c_mac.as_deref(), ck)?;
+        self.inner.keyring.check(&record.wraps, ck)?;
         Ok(record)
     }
 
@@ -304,7 +272,7 @@ impl ObjectService {
                 version_id: &record.version_id,
                 part: 0,
             };
-            let dk = unwrap_data_key(&self.inner, &record.wrapped_key, &binding, ck)?;
+            let dk = self.inner.keyring.unwrap(&record.wraps, &binding, ck)?;
             let mut readable = Vec::with_capacity(extents.len());
             let mut offset = 0;
             for e in extents {

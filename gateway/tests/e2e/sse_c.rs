@@ -194,7 +194,10 @@ async fn sse_c_etags_are_opaque_and_consistent() {
                 .await
                 .unwrap()
                 .unwrap()
-                .sse_c_mac
+                .wraps
+                .into_iter()
+                .find(|w| w.kind == "customer")
+                .and_then(|w| w.commitment)
                 .unwrap()
         }
     };
