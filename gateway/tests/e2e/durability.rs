@@ -332,12 +332,11 @@ async fn slow_stores_are_routed_around() {
             assert!(status.success());
         }
     }
-    let started = std::time::Instant::now();
-    let got = read_all(&s3, "slow", "obj").await.unwrap();
+    // A generous guard against hanging on the stalled stores, not a speed target: the read
+    // routes around them after the fragment read timeout.
+    let got = tokio::time::timeout(Duration::from_secs(120), read_all(&s3, "slow", "obj"))
+        .await
+        .expect("the read routes around the stalled stores instead of hanging")
+        .unwrap();
     assert!(got == body, "wrong bytes after routing around slow stores");
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "took {:?}",
-        started.elapsed()
-    );
 }
