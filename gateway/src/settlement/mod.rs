@@ -131,13 +131,22 @@ struct Snapshot {
 /// after that it judges with the answer it has.
 const EPOCH_RETRIES: u32 = 3;
 
+/// A chain answer kept for admission: fresh for `check_cache` unless a declaration settled
+/// since (`current` false), and a fallback while the chain is unreachable for `stale_check`.
+#[derive(Debug, Clone)]
+struct Cached {
+    at: Instant,
+    snap: Snapshot,
+    current: bool,
+}
+
 /// Settlement for one gateway: its chain, its admission cache, its outbox.
 #[derive(Debug)]
 pub struct Settlement {
     chain: Arc<dyn Chain>,
     catalogue: Catalogue,
     cfg: SettlementConfig,
-    cache: Mutex<HashMap<(AccountId, String), (Instant, Snapshot)>>,
+    cache: Mutex<HashMap<(AccountId, String), Cached>>,
     /// Dev accounts are provisioned one at a time: the first uploads of an account arrive
     /// together, and all but one would find the territory just minted by another.
     provisioning: tokio::sync::Mutex<()>,
@@ -329,10 +338,13 @@ impl Settlement {
     }
 
     /// The declaration of `fid` is settled: its space is the chain's to count now. The cached
-    /// answer for its territory is dropped, so the next admission sees the chain's new figure.
+    /// answer for its territory is no longer current, so the next admission asks the chain for
+    /// its new figure; it stays the fallback should the chain be unreachable then.
     fn release_declared(&self, fid: &str) {
-        if let Some(key) = self.reservations.settled(fid) {
-            self.cache.lock().expect("poisoned").remove(&key);
+        if let Some(key) = self.reservations.settled(fid)
+            && let Some(cached) = self.cache.lock().expect("poisoned").get_mut(&key)
+        {
+            cached.current = false;
         }
     }
 
@@ -340,10 +352,11 @@ impl Settlement {
         let key = (payer.account, payer.territory.clone());
         let cached = self.cache.lock().expect("poisoned").get(&key).cloned();
         if !refresh
-            && let Some((at, snap)) = &cached
-            && at.elapsed() < self.cfg.check_cache
+            && let Some(c) = &cached
+            && c.current
+            && c.at.elapsed() < self.cfg.check_cache
         {
-            return Ok(snap.clone());
+            return Ok(c.snap.clone());
         }
         let epoch = self.reservations.epoch(&key);
         let fetched = async {
@@ -363,17 +376,21 @@ impl Settlement {
         .await;
         match fetched {
             Ok(snap) => {
-                self.cache
-                    .lock()
-                    .expect("poisoned")
-                    .insert(key, (Instant::now(), snap.clone()));
+                self.cache.lock().expect("poisoned").insert(
+                    key,
+                    Cached {
+                        at: Instant::now(),
+                        snap: snap.clone(),
+                        current: true,
+                    },
+                );
                 Ok(snap)
             }
             Err(e) => match cached {
-                Some((at, snap)) if at.elapsed() < self.cfg.stale_check => {
-                    tracing::warn!(error = %e, age_ms = at.elapsed().as_millis() as u64,
+                Some(c) if c.at.elapsed() < self.cfg.stale_check => {
+                    tracing::warn!(error = %e, age_ms = c.at.elapsed().as_millis() as u64,
                         "chain unreachable: admitting with the last known answer");
-                    Ok(snap)
+                    Ok(c.snap)
                 }
                 _ => {
                     tracing::error!(error = %e, "chain unreachable during an upload check");

@@ -350,6 +350,8 @@ async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
     cat.commit_object_settled(&bid("b"), &object("b", "k", "v1"), &ext, Some(&plan))
         .await
         .unwrap();
+    s.hold_until_declared(&payer, Settlement::pending_fid(&plan));
+    drop(payer);
 
     flaky.down.store(true, SeqCst);
     // Uploads: the last answer is reused while the chain is down; with none, 503.
@@ -392,6 +394,13 @@ async fn a_down_chain_keeps_orders_pending_and_uploads_use_the_last_answer() {
         SettlementState::Declared
     );
     assert_eq!(flaky.declared.load(SeqCst), 1, "declared exactly once");
+
+    // The declaration settled, so the cached answer is no longer current; it is still the
+    // fallback when the chain goes down again.
+    flaky.down.store(true, SeqCst);
+    s.admit(&user.id, &b, 1)
+        .await
+        .expect("the last answer admits while the chain is down");
 }
 
 /// A declaration the chain refuses fails with a reason code in the header; the chain's own words
