@@ -152,6 +152,10 @@ pub struct LimitsConfig {
     pub upload_buffer_mib: usize,
     /// Milliseconds a fragment read may take before the segment is rebuilt from other fragments.
     pub fragment_read_timeout_ms: u64,
+    /// Milliseconds a fragment write may take before the store is taken as failed: the fragment
+    /// goes to a spare store, or, with none left, the upload fails (503) and lets go of its
+    /// memory.
+    pub fragment_write_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,6 +219,7 @@ impl Default for LimitsConfig {
             max_segments_in_flight: 4,
             upload_buffer_mib: 256,
             fragment_read_timeout_ms: 5000,
+            fragment_write_timeout_ms: 30_000,
         }
     }
 }
@@ -381,6 +386,12 @@ impl Config {
         }
         if self.limits.upload_buffer_mib == 0 {
             return Err(invalid("limits.upload_buffer_mib", "must be at least 1"));
+        }
+        if self.limits.fragment_write_timeout_ms == 0 {
+            return Err(invalid(
+                "limits.fragment_write_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.root_access_key.is_some()
             != (self.root_secret_key.is_some() || self.root_secret_key_file.is_some())
@@ -597,6 +608,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("limits.upload_buffer_mib"), "{err}");
+    }
+
+    #[test]
+    fn fragment_write_timeout_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deoss.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), Overrides::default())
+        };
+        let c = load("[limits]\nfragment_write_timeout_ms = 500\n").unwrap();
+        assert_eq!(c.limits.fragment_write_timeout_ms, 500);
+        assert_eq!(Config::default().limits.fragment_write_timeout_ms, 30_000);
+        let err = load("[limits]\nfragment_write_timeout_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.fragment_write_timeout_ms"), "{err}");
     }
 
     #[test]

@@ -109,6 +109,7 @@ impl Gateway {
             gc_grace: Duration::from_secs(config.gc.grace_secs),
             abandoned_upload_after: Duration::from_secs(config.gc.abandoned_upload_secs),
             fragment_read_timeout: Duration::from_millis(config.limits.fragment_read_timeout_ms),
+            fragment_write_timeout: Duration::from_millis(config.limits.fragment_write_timeout_ms),
         };
         let service = ObjectService::new(
             catalogue.clone(),

@@ -85,6 +85,9 @@ pub struct ServiceConfig {
     pub abandoned_upload_after: Duration,
     /// A fragment read slower than this is given up on and the segment rebuilt from parity.
     pub fragment_read_timeout: Duration,
+    /// A fragment write slower than this counts as failed: the fragment goes to a spare store,
+    /// or the upload fails.
+    pub fragment_write_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -101,6 +104,7 @@ impl Default for ServiceConfig {
             gc_grace: Duration::from_secs(24 * 3600),
             abandoned_upload_after: Duration::from_secs(7 * 24 * 3600),
             fragment_read_timeout: Duration::from_secs(5),
+            fragment_write_timeout: Duration::from_secs(30),
         }
     }
 }
