@@ -150,6 +150,9 @@ pub struct LimitsConfig {
     /// MiB of segment and parity buffers all uploads may hold together; an upload that finds no
     /// room reads no more of its body until some is free. Half is for segments, half for parity.
     pub upload_buffer_mib: usize,
+    /// MiB of fragment bytes being read, opened and queued for clients, over all reads together;
+    /// a read that finds no room waits until some is given back.
+    pub read_buffer_mib: usize,
     /// Milliseconds a fragment read may take before the segment is rebuilt from other fragments.
     pub fragment_read_timeout_ms: u64,
     /// Milliseconds a fragment write may take before the store is taken as failed: the fragment
@@ -218,6 +221,7 @@ impl Default for LimitsConfig {
             inline_threshold: 128 * 1024,
             max_segments_in_flight: 4,
             upload_buffer_mib: 256,
+            read_buffer_mib: 256,
             fragment_read_timeout_ms: 5000,
             fragment_write_timeout_ms: 30_000,
         }
@@ -386,6 +390,9 @@ impl Config {
         }
         if self.limits.upload_buffer_mib == 0 {
             return Err(invalid("limits.upload_buffer_mib", "must be at least 1"));
+        }
+        if self.limits.read_buffer_mib == 0 {
+            return Err(invalid("limits.read_buffer_mib", "must be at least 1"));
         }
         if self.limits.fragment_write_timeout_ms == 0 {
             return Err(invalid(
@@ -611,20 +618,27 @@ mod tests {
     }
 
     #[test]
-    fn fragment_write_timeout_is_read_and_checked() {
+    fn read_memory_and_write_timeout_are_read_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deoss.toml");
         let load = |text: &str| {
             std::fs::write(&path, text).unwrap();
             Config::load(Some(&path), Overrides::default())
         };
-        let c = load("[limits]\nfragment_write_timeout_ms = 500\n").unwrap();
+        let c = load("[limits]\nread_buffer_mib = 64\nfragment_write_timeout_ms = 500\n").unwrap();
+        assert_eq!(c.limits.read_buffer_mib, 64);
         assert_eq!(c.limits.fragment_write_timeout_ms, 500);
-        assert_eq!(Config::default().limits.fragment_write_timeout_ms, 30_000);
-        let err = load("[limits]\nfragment_write_timeout_ms = 0\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("limits.fragment_write_timeout_ms"), "{err}");
+        let defaults = Config::default().limits;
+        assert_eq!(
+            (defaults.read_buffer_mib, defaults.fragment_write_timeout_ms),
+            (256, 30_000)
+        );
+        for field in ["read_buffer_mib", "fragment_write_timeout_ms"] {
+            let err = load(&format!("[limits]\n{field} = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("limits.{field}")), "{err}");
+        }
     }
 
     #[test]

@@ -106,6 +106,7 @@ impl Gateway {
             storage_classes: config.erasure.storage_classes.clone(),
             max_segments_in_flight: config.limits.max_segments_in_flight,
             upload_buffer_bytes: config.limits.upload_buffer_mib.saturating_mul(1024 * 1024),
+            read_buffer_bytes: config.limits.read_buffer_mib.saturating_mul(1024 * 1024),
             gc_grace: Duration::from_secs(config.gc.grace_secs),
             abandoned_upload_after: Duration::from_secs(config.gc.abandoned_upload_secs),
             fragment_read_timeout: Duration::from_millis(config.limits.fragment_read_timeout_ms),
