@@ -150,8 +150,15 @@ pub struct LimitsConfig {
     /// MiB of segment and parity buffers all uploads may hold together; an upload that finds no
     /// room reads no more of its body until some is free. Half is for segments, half for parity.
     pub upload_buffer_mib: usize,
+    /// MiB of fragment bytes being read, opened and queued for clients, over all reads together;
+    /// a read that finds no room waits until some is given back.
+    pub read_buffer_mib: usize,
     /// Milliseconds a fragment read may take before the segment is rebuilt from other fragments.
     pub fragment_read_timeout_ms: u64,
+    /// Milliseconds a fragment write may take before the store is taken as failed: the fragment
+    /// goes to a spare store, or, with none left, the upload fails (503) and lets go of its
+    /// memory.
+    pub fragment_write_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,7 +225,9 @@ impl Default for LimitsConfig {
             inline_threshold: 128 * 1024,
             max_segments_in_flight: 4,
             upload_buffer_mib: 256,
+            read_buffer_mib: 256,
             fragment_read_timeout_ms: 5000,
+            fragment_write_timeout_ms: 30_000,
         }
     }
 }
@@ -386,6 +395,15 @@ impl Config {
         }
         if self.limits.upload_buffer_mib == 0 {
             return Err(invalid("limits.upload_buffer_mib", "must be at least 1"));
+        }
+        if self.limits.read_buffer_mib == 0 {
+            return Err(invalid("limits.read_buffer_mib", "must be at least 1"));
+        }
+        if self.limits.fragment_write_timeout_ms == 0 {
+            return Err(invalid(
+                "limits.fragment_write_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if self.root_access_key.is_some()
             != (self.root_secret_key.is_some() || self.root_secret_key_file.is_some())
@@ -602,6 +620,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("limits.upload_buffer_mib"), "{err}");
+    }
+
+    #[test]
+    fn read_memory_and_write_timeout_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deoss.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(Some(&path), Overrides::default())
+        };
+        let c = load("[limits]\nread_buffer_mib = 64\nfragment_write_timeout_ms = 500\n").unwrap();
+        assert_eq!(c.limits.read_buffer_mib, 64);
+        assert_eq!(c.limits.fragment_write_timeout_ms, 500);
+        let defaults = Config::default().limits;
+        assert_eq!(
+            (defaults.read_buffer_mib, defaults.fragment_write_timeout_ms),
+            (256, 30_000)
+        );
+        for field in ["read_buffer_mib", "fragment_write_timeout_ms"] {
+            let err = load(&format!("[limits]\n{field} = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("limits.{field}")), "{err}");
+        }
     }
 
     #[test]

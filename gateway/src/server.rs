@@ -104,6 +104,7 @@ impl Gateway {
             storage_classes: config.erasure.storage_classes.clone(),
             max_segments_in_flight: config.limits.max_segments_in_flight,
             upload_buffer_bytes: config.limits.upload_buffer_mib.saturating_mul(1024 * 1024),
+            read_buffer_bytes: config.limits.read_buffer_mib.saturating_mul(1024 * 1024),
             gc_grace: Duration::from_secs(config.gc.grace_secs),
             gc_read_grace: Duration::from_secs(config.gc.read_grace_secs.unwrap_or(
                 match catalogue.backend() {
@@ -113,6 +114,7 @@ impl Gateway {
             )),
             abandoned_upload_after: Duration::from_secs(config.gc.abandoned_upload_secs),
             fragment_read_timeout: Duration::from_millis(config.limits.fragment_read_timeout_ms),
+            fragment_write_timeout: Duration::from_millis(config.limits.fragment_write_timeout_ms),
         };
         let service =
             ObjectService::new(catalogue.clone(), stores, master.clone(), service_config)?;

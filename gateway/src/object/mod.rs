@@ -21,6 +21,11 @@ mod objects;
 #[cfg(test)]
 mod races;
 mod read;
+mod read_memory;
+#[cfg(test)]
+mod read_tests;
+mod rebuild;
+mod unit;
 mod write;
 
 use std::collections::BTreeMap;
@@ -85,6 +90,9 @@ pub struct ServiceConfig {
     pub max_segments_in_flight: usize,
     /// Memory for the segment and parity buffers of all uploads together, in bytes.
     pub upload_buffer_bytes: usize,
+    /// Memory for the fragment bytes of all reads together (fetched, opened, queued for the
+    /// client), in bytes.
+    pub read_buffer_bytes: usize,
     /// Unreferenced fragments younger than this are left alone by the periodic sweep (another
     /// gateway sharing the catalogue may still be writing them).
     pub gc_grace: Duration,
@@ -96,6 +104,9 @@ pub struct ServiceConfig {
     pub abandoned_upload_after: Duration,
     /// A fragment read slower than this is given up on and the segment rebuilt from parity.
     pub fragment_read_timeout: Duration,
+    /// A fragment write slower than this counts as failed: the fragment goes to a spare store,
+    /// or the upload fails.
+    pub fragment_write_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -109,10 +120,12 @@ impl Default for ServiceConfig {
             )]),
             max_segments_in_flight: 4,
             upload_buffer_bytes: 256 * 1024 * 1024,
+            read_buffer_bytes: 256 * 1024 * 1024,
             gc_grace: Duration::from_secs(24 * 3600),
             gc_read_grace: Duration::ZERO,
             abandoned_upload_after: Duration::from_secs(7 * 24 * 3600),
             fragment_read_timeout: Duration::from_secs(5),
+            fragment_write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -131,6 +144,8 @@ struct Inner {
     buffers: buffers::BufferPool,
     /// How much of those all uploads may hold at once.
     upload_memory: budget::UploadMemory,
+    /// How much fragment data all reads may hold at once.
+    read_memory: read_memory::ReadMemory,
     gc_wake: tokio::sync::Notify,
     /// Versions that reads in progress stream from: the collector spares them.
     read_leases: lease::ReadLeases,
@@ -160,6 +175,7 @@ impl ObjectService {
         }
         let slots = cfg.max_segments_in_flight.max(1);
         let upload_memory = budget::UploadMemory::new(cfg.upload_buffer_bytes);
+        let read_memory = read_memory::ReadMemory::new(cfg.read_buffer_bytes);
         Ok(Self {
             inner: Arc::new(Inner {
                 catalogue,
@@ -175,6 +191,7 @@ impl ObjectService {
                     2 * profile.segment_size() as usize + profile.m * profile.fragment_size,
                 ),
                 upload_memory,
+                read_memory,
                 gc_wake: tokio::sync::Notify::new(),
                 read_leases: lease::ReadLeases::default(),
                 settlement: std::sync::OnceLock::new(),

@@ -20,7 +20,7 @@ use crate::catalogue::{ExtentRecord, FragmentRecord, now_ms};
 use crate::crypto::envelope::{CIPHER_CHUNK, NONCE_PREFIX_LEN, PLAIN_CHUNK, TAG_LEN};
 use crate::crypto::{ChunkCipher, random_array};
 use crate::erasure::{self, Profile};
-use crate::store::FragmentHash;
+use crate::store::{FragmentHash, StoreError};
 
 /// How far (in KiB of body) the digest thread may fall behind the network. MD5 is serial and
 /// the slowest stage of an upload, so the backlog is usually full: unbounded, or bounded by frame
@@ -115,7 +115,10 @@ impl Drop for WriteGuard {
                     .await
                     .unwrap_or(true);
                 if !referenced && let Some(s) = svc.stores.by_id(&store) {
-                    let _ = s.delete(hash).await;
+                    // A hung store (likely why the write failed) must not hold the cleanup:
+                    // what is left there, the orphan sweep collects.
+                    let timeout = svc.cfg.fragment_write_timeout;
+                    let _ = tokio::time::timeout(timeout, s.delete(hash)).await;
                 }
                 svc.inflight.remove(&store, hash);
             }
@@ -610,7 +613,20 @@ impl SegmentJob {
                 .lock()
                 .expect("poisoned")
                 .push((store.id().to_string(), hash));
-            match store.put(hash, shard.clone()).await {
+            // A store that hangs would hold this upload, and its share of the upload memory,
+            // forever: past the timeout the write counts as failed and is dropped, which lets
+            // go of the fragment's memory (the store may still hold its bytes for a while:
+            // `store::blocking` bounds how many).
+            let timeout = self.svc.cfg.fragment_write_timeout;
+            let put = tokio::time::timeout(timeout, store.put(hash, shard.clone()));
+            let result = put.await.unwrap_or_else(|_| {
+                Err(StoreError::TimedOut {
+                    store: store.id().to_string(),
+                    operation: "write",
+                    after: timeout,
+                })
+            });
+            match result {
                 Ok(()) => {
                     return Ok(FragmentRecord {
                         segment: self.segment,
@@ -733,6 +749,7 @@ mod tests {
     use crate::catalogue::ObjectMeta;
     use crate::object::testing::{service_over, stored_fragments};
     use crate::object::{ByteStream, Error, ObjectService, Principal, PutObject, ServiceConfig};
+    use crate::store::blocking::BlockingIo;
     use crate::store::memory::MemoryStore;
     use crate::store::{FragmentHash, FragmentStore, StoreError, StoredFragment};
 
@@ -978,6 +995,122 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(outcome.etag, hex::encode(md5::Md5::digest(&data)));
+        }
+    }
+
+    /// A store on a hung disk: each write takes one of its two blocking slots and stays in it
+    /// until the sender of `gate` is dropped.
+    #[derive(Debug)]
+    struct HungStore {
+        inner: MemoryStore,
+        io: BlockingIo,
+        gate: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    #[async_trait]
+    impl FragmentStore for HungStore {
+        fn id(&self) -> &str {
+            self.inner.id()
+        }
+        async fn put(&self, hash: FragmentHash, data: Bytes) -> Result<(), StoreError> {
+            let gate = self.gate.clone();
+            self.io
+                .run(move || {
+                    let _ = gate.lock().expect("poisoned").recv();
+                    Ok(())
+                })
+                .await?;
+            self.inner.put(hash, data).await
+        }
+        async fn get(
+            &self,
+            hash: FragmentHash,
+            range: Option<std::ops::Range<u64>>,
+        ) -> Result<Bytes, StoreError> {
+            self.inner.get(hash, range).await
+        }
+        async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError> {
+            self.inner.delete(hash).await
+        }
+        async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
+            self.inner.list().await
+        }
+        async fn health(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    /// Uploads whose fragments must go to a store that hangs fail with the write timeout (503
+    /// to the client) instead of waiting forever; the memory they held comes back, so that an
+    /// upload to healthy stores, with room for only one segment, goes through; and the hung
+    /// store holds its two blocking threads, however many writes gave up on it.
+    #[tokio::test]
+    async fn a_hung_store_fails_uploads_and_gives_their_memory_back() {
+        let (hang, gate) = std::sync::mpsc::channel::<()>();
+        let hung = Arc::new(HungStore {
+            inner: MemoryStore::new("hung"),
+            io: BlockingIo::new("hung", 2),
+            gate: Arc::new(std::sync::Mutex::new(gate)),
+        });
+        let stores: Vec<Arc<dyn FragmentStore>> = vec![
+            Arc::new(MemoryStore::new("m0")),
+            Arc::new(MemoryStore::new("m1")),
+            hung.clone(),
+        ];
+        let cfg = ServiceConfig {
+            default_profile: "1+1".into(),
+            upload_buffer_bytes: 8 * MIB, // one segment and one parity fragment
+            fragment_write_timeout: Duration::from_millis(200),
+            ..ServiceConfig::default()
+        };
+        let (_dir, svc, caller) = service_over(stores, cfg).await;
+        // With m1 out of placement, every segment has a fragment on the hung store.
+        svc.stores().mark("m1", false);
+        for key in ["a", "b", "c", "d"] {
+            svc.stores().mark("hung", true); // a failed write marks it down
+            let (_, body) = framed(3 * 4 * MIB);
+            let result = tokio::time::timeout(
+                Duration::from_secs(60),
+                svc.put_object(&caller, put_as(key, body)),
+            )
+            .await
+            .expect("a hung store fails the upload instead of holding it");
+            let err = result.unwrap_err();
+            assert!(
+                matches!(&err, Error::Store(StoreError::TimedOut { store, operation: "write", .. }) if store == "hung"),
+                "{err:?}"
+            );
+            let s3 = crate::s3::error::to_s3(err);
+            assert_eq!(s3.code(), &s3s::S3ErrorCode::ServiceUnavailable);
+        }
+        assert_eq!(
+            hung.io.running(),
+            2,
+            "two blocking threads, not one per write"
+        );
+        svc.stores().mark("m1", true);
+        let (data, body) = framed(3 * 4 * MIB);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            svc.put_object(&caller, put_as("e", body)),
+        )
+        .await
+        .expect("the failed uploads gave their memory back")
+        .unwrap();
+        assert_eq!(outcome.etag, hex::encode(md5::Md5::digest(&data)));
+        let opened = svc.open_object(&caller, "test", "e", None).await.unwrap();
+        let mut read = Vec::with_capacity(data.len());
+        let mut stream = opened.read(0..data.len() as u64);
+        while let Some(chunk) = stream.next().await {
+            read.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(read == data, "the object reads back as written");
+        // The disk answers: its threads return.
+        drop(hang);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while hung.io.running() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "stuck threads");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

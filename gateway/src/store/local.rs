@@ -5,6 +5,9 @@
 //! the next start removes). Writes use O_DIRECT from a block-aligned buffer where the filesystem
 //! allows it: fragments are written once and read rarely, and measured here that doubles write
 //! throughput and takes a third of the kernel CPU of going through the page cache.
+//!
+//! Every operation runs on a blocking thread, at most [`IO_SLOTS`] of them per store at once
+//! (see [`BlockingIo`]): a hung disk holds that many threads and no more.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -13,14 +16,21 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::blocking::BlockingIo;
 use super::{DIRECT_ALIGN, FragmentHash, FragmentStore, StoreError, StoredFragment};
 
 const TMP_DIR: &str = ".tmp";
+
+/// Blocking operations one store runs at once. Healthy traffic stays under it (uploads write at
+/// most `limits.max_segments_in_flight` fragments to a store at once, a read four ranges); a
+/// hung disk holds this many threads, and the buffers they read into or write from.
+pub const IO_SLOTS: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     id: String,
     root: PathBuf,
+    io: BlockingIo,
 }
 
 impl LocalStore {
@@ -48,7 +58,11 @@ impl LocalStore {
         std::fs::File::open(&root)
             .and_then(|d| d.sync_all())
             .map_err(io)?;
-        Ok(Self { id, root })
+        Ok(Self {
+            io: BlockingIo::new(id.clone(), IO_SLOTS),
+            id,
+            root,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -80,6 +94,11 @@ impl LocalStore {
             }
         }
         Ok(out)
+    }
+
+    /// Operations running on threads right now (at most [`IO_SLOTS`]).
+    pub fn io_running(&self) -> usize {
+        self.io.running()
     }
 
     /// Where a fragment lives (used by tests that damage stores on purpose).
@@ -225,18 +244,13 @@ fn write_direct(mut file: std::fs::File, data: &[u8]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Runs blocking file I/O off the async threads.
+/// Runs blocking file I/O off the async threads, in one of the store's slots.
 async fn blocking<T: Send + 'static>(
     store: &LocalStore,
     f: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let me = store.clone();
-    tokio::task::spawn_blocking(move || f(&me))
-        .await
-        .map_err(|e| StoreError::Unavailable {
-            store: store.id.clone(),
-            reason: e.to_string(),
-        })?
+    store.io.run(move || f(&me)).await
 }
 
 #[async_trait]
@@ -325,5 +339,87 @@ mod tests {
             0
         );
         assert!(store.list().await.unwrap().is_empty());
+    }
+
+    /// Waits (on the real clock: the paused one does not move while threads are stuck) until
+    /// `store` has `n` operations on threads.
+    async fn until_running(store: &LocalStore, n: usize) {
+        for _ in 0..2000 {
+            if store.io_running() == n {
+                return;
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("{} operations running, not {n}", store.io_running());
+    }
+
+    /// Opens the FIFO at `.1` for writing until `.0` has no operation left on a thread: readers
+    /// stuck in `open` return. On drop, so that a failing test ends instead of waiting forever
+    /// for its stuck threads.
+    struct Unblock(LocalStore, PathBuf);
+
+    impl Drop for Unblock {
+        fn drop(&mut self) {
+            use std::os::unix::fs::OpenOptionsExt;
+            for _ in 0..2000 {
+                if self.0.io_running() == 0 {
+                    return;
+                }
+                // Non-blocking: fails at once while no reader waits.
+                let writer = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&self.1);
+                drop(writer);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// A fragment whose reads hang in the kernel, as on a hung disk (a FIFO nobody writes:
+    /// opening it waits for a writer). However many reads are made and given up on, the store
+    /// holds `IO_SLOTS` threads; once it counts as stalled, requests fail at once; when the disk
+    /// answers, everything comes back.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_disk_holds_a_bounded_number_of_threads() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open("local-0", dir.path()).unwrap();
+        let hash = FragmentHash::of(b"x");
+        store.put(hash, Bytes::from_static(b"x")).await.unwrap();
+        let path = store.path_of(hash);
+        std::fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+        let unblock = Unblock(store.clone(), path);
+        // Readers give up after a second, as fragment reads time out.
+        let reads: Vec<_> = (0..3 * IO_SLOTS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    tokio::time::timeout(Duration::from_secs(1), store.get(hash, None)).await
+                })
+            })
+            .collect();
+        until_running(&store, IO_SLOTS).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for read in reads {
+            assert!(read.await.unwrap().is_err(), "every read gave up");
+        }
+        assert_eq!(store.io_running(), IO_SLOTS, "stuck threads stay stuck");
+        tokio::time::advance(super::super::blocking::STALL_AFTER).await;
+        let other = FragmentHash::of(b"y");
+        let fails_fast = store.put(other, Bytes::from_static(b"y"));
+        tokio::pin!(fails_fast);
+        assert!(matches!(
+            futures::poll!(fails_fast.as_mut()),
+            std::task::Poll::Ready(Err(StoreError::Unavailable { .. }))
+        ));
+        // The disk answers: a writer comes, the stuck reads return, the slots come back.
+        drop(unblock);
+        assert_eq!(store.io_running(), 0);
+        store.put(other, Bytes::from_static(b"y")).await.unwrap();
+        assert_eq!(&store.get(other, None).await.unwrap()[..], b"y");
     }
 }

@@ -9,7 +9,14 @@
 //! Every store has a persistent id, kept in an id file inside it (`identity`), and the catalogue
 //! registers it (`registry`); fragments are recorded under that id, never under a position in the
 //! configuration.
+//!
+//! Stores fail slowly as well as quickly: a disk or node may stop answering. Callers bound every
+//! call they wait on (the object service's fragment read and write timeouts) and may drop a call
+//! at any point; a backend that runs blocking work on threads bounds that work per store
+//! ([`blocking::BlockingIo`]), so that a hung store holds a fixed number of threads however many
+//! callers gave up on it.
 
+pub mod blocking;
 pub mod identity;
 pub mod local;
 pub mod memory;
@@ -95,12 +102,22 @@ pub enum StoreError {
     },
     #[error("store {store} is unavailable: {reason}")]
     Unavailable { store: String, reason: String },
+    /// The caller stopped waiting; the store may still complete the operation later.
+    #[error("store {store} did not finish a fragment {operation} within {after:?}")]
+    TimedOut {
+        store: String,
+        operation: &'static str,
+        after: std::time::Duration,
+    },
 }
 
 impl StoreError {
     /// Whether trying the same request again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Io { .. } | Self::Unavailable { .. })
+        matches!(
+            self,
+            Self::Io { .. } | Self::Unavailable { .. } | Self::TimedOut { .. }
+        )
     }
 }
 
@@ -120,10 +137,13 @@ pub trait FragmentStore: Send + Sync + fmt::Debug + 'static {
     /// Stable identifier, recorded in the catalogue next to every fragment placed here.
     fn id(&self) -> &str;
 
-    /// Stores a fragment durably. Storing a fragment that is already present succeeds.
+    /// Stores a fragment durably. Storing a fragment that is already present succeeds. The
+    /// caller may stop waiting (a timeout) at any point: the store must then either finish the
+    /// write whole or leave nothing a reader could take for the fragment.
     async fn put(&self, hash: FragmentHash, data: Bytes) -> Result<(), StoreError>;
 
-    /// Reads a fragment, or a byte range of it.
+    /// Reads a fragment, or a byte range of it. Callers give up after their read timeout and
+    /// rebuild from other fragments.
     async fn get(&self, hash: FragmentHash, range: Option<Range<u64>>)
     -> Result<Bytes, StoreError>;
 
