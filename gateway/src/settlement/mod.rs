@@ -131,6 +131,10 @@ struct Snapshot {
 /// after that it judges with the answer it has.
 const EPOCH_RETRIES: u32 = 3;
 
+/// How long an upload refused only because a declared order is still reserved here waits for
+/// the worker to record the declaration (a dev ledger block is immediate, a CESS block ~6 s).
+const DECLARATION_CATCH_UP: Duration = Duration::from_secs(15);
+
 /// A chain answer kept for admission: fresh for `check_cache` unless a declaration settled
 /// since (`current` false), and a fallback while the chain is unreachable for `stale_check`.
 #[derive(Debug, Clone)]
@@ -300,15 +304,34 @@ impl Settlement {
         let needed = deoss_chain_client::upload_space(size);
         let key = (payer.account, payer.territory.clone());
         let mut attempts = 0;
+        let waiting_since = Instant::now();
         loop {
             // An answer asked before a declaration's reservation was given back may not count
             // that declaration: it is asked again, a few times at most.
             let seen = (attempts < EPOCH_RETRIES).then_some(snap.epoch);
-            let reserved = self
+            let reserved = match self
                 .reservations
                 .reserve(key.clone(), needed, seen, |held| {
                     judge(&snap, &payer, &gateway, needed, held)
-                })?;
+                }) {
+                Ok(reserved) => reserved,
+                // The other way round: an order the chain has just counted is still reserved
+                // here until the worker records it declared, so it counts twice for a moment.
+                // If that alone refuses the upload, wait (briefly) for the worker to catch up.
+                Err(refusal) => {
+                    let waited = waiting_since.elapsed();
+                    if waited >= DECLARATION_CATCH_UP
+                        || !self.reservations.awaiting_in(&key)
+                        || judge(&snap, &payer, &gateway, needed, 0).is_err()
+                    {
+                        return Err(refusal);
+                    }
+                    let step = (DECLARATION_CATCH_UP - waited).min(Duration::from_secs(1));
+                    self.reservations.released(step).await;
+                    snap = self.snapshot(&payer, true).await?;
+                    continue;
+                }
+            };
             if let Some(reservation) = reserved {
                 return Ok(Payer {
                     reservation,

@@ -70,6 +70,8 @@ impl Reservation {
 pub(crate) struct Reservations {
     state: Shared,
     awaiting: Mutex<HashMap<String, Reservation>>,
+    /// Woken when a declaration's reservation is given back.
+    released: tokio::sync::Notify,
 }
 
 impl Reservations {
@@ -110,6 +112,20 @@ impl Reservations {
         state.held.get(key).copied().unwrap_or(0)
     }
 
+    /// Whether a committed object's reservation in `key` is waiting for its declaration: until
+    /// the worker records it settled, the chain may already count that order too.
+    pub(crate) fn awaiting_in(&self, key: &TerritoryKey) -> bool {
+        let awaiting = self.awaiting.lock().expect("poisoned");
+        awaiting
+            .values()
+            .any(|r| r.0.as_ref().is_some_and(|h| &h.key == key))
+    }
+
+    /// Waits until a declaration's reservation is given back (or `at_most` passes).
+    pub(crate) async fn released(&self, at_most: std::time::Duration) {
+        let _ = tokio::time::timeout(at_most, self.released.notified()).await;
+    }
+
     /// Keeps `reservation` until [`Reservations::settled`] is called for `fid`.
     pub(crate) fn await_declaration(&self, fid: String, reservation: Reservation) {
         if reservation.0.is_some() {
@@ -131,6 +147,7 @@ impl Reservations {
             .entry(key.clone())
             .or_default() += 1;
         drop(held);
+        self.released.notify_waiters();
         Some(key)
     }
 }
