@@ -14,8 +14,6 @@ mod multipart;
 mod objects;
 mod read;
 mod read_memory;
-#[cfg(test)]
-mod read_tests;
 mod rebuild;
 mod unit;
 mod write;

@@ -361,3 +361,6 @@ impl ExtentRead {
         self.next = at;
     }
 }
+
+#[cfg(test)]
+mod tests;
