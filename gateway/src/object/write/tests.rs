@@ -344,6 +344,11 @@ async fn a_hung_store_fails_uploads_and_gives_their_memory_back() {
         let s3 = crate::s3::error::to_s3(err);
         assert_eq!(s3.code(), &s3s::S3ErrorCode::ServiceUnavailable);
     }
+    // Each upload made one write to the hung store: two took its slots, two found none.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while hung.io.running() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         hung.io.running(),
         2,
