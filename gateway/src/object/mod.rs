@@ -22,8 +22,6 @@ mod objects;
 mod races;
 mod read;
 mod read_memory;
-#[cfg(test)]
-mod read_tests;
 mod rebuild;
 mod unit;
 mod write;

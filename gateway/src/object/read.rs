@@ -365,3 +365,6 @@ impl ExtentRead {
         self.next = at;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,11 +8,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::testing::{body, service_over};
-use super::{ObjectService, OpenedObject, Principal, ServiceConfig};
 use crate::catalogue::ObjectMeta;
 use crate::crypto::envelope::{PLAIN_CHUNK, TAG_LEN};
-use crate::object::PutObject;
+use crate::object::testing::{body, service_over};
+use crate::object::{ObjectService, OpenedObject, Principal, PutObject, ServiceConfig};
 use crate::store::memory::MemoryStore;
 use crate::store::{FragmentHash, FragmentStore, StoreError, StoredFragment};
 
