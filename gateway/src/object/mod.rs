@@ -314,6 +314,21 @@ pub(crate) mod testing {
         (dir, svc, caller)
     }
 
+    /// A PutObject of `body` into the test bucket at `key`, with nothing else asked.
+    pub fn put_request(key: &str, body: super::ByteStream) -> super::PutObject {
+        super::PutObject {
+            bucket: "test".into(),
+            key: key.into(),
+            meta: crate::catalogue::ObjectMeta::default(),
+            storage_class: None,
+            customer_key: None,
+            content_md5: None,
+            checksum: None,
+            body,
+            size_hint: None,
+        }
+    }
+
     pub fn body(bytes: Vec<u8>) -> super::ByteStream {
         Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(bytes))]))
     }

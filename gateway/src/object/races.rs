@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::testing::{body, service, stored_fragments};
-use super::{ByteStream, CompletedPart, Error, ObjectService, Principal, PutObject, ServiceConfig};
+use super::testing::{body, put_request, service, stored_fragments};
+use super::{ByteStream, CompletedPart, Error, ObjectService, Principal, ServiceConfig};
 use crate::catalogue::ObjectMeta;
 
 /// A body that yields `first`, tells `started` it was polled, then waits for the rest on the
@@ -28,20 +28,6 @@ fn gated(
         rx.recv().await.map(|b| (Ok(Bytes::from(b)), rx))
     });
     (tx, started, Box::pin(head.chain(rest)))
-}
-
-fn put(key: &str, body: ByteStream) -> PutObject {
-    PutObject {
-        bucket: "test".into(),
-        key: key.into(),
-        meta: ObjectMeta::default(),
-        storage_class: None,
-        customer_key: None,
-        content_md5: None,
-        checksum: None,
-        body,
-        size_hint: None,
-    }
 }
 
 async fn read_all(svc: &ObjectService, caller: &Principal, key: &str) -> Vec<u8> {
@@ -78,7 +64,7 @@ async fn a_put_racing_delete_bucket_never_lands_in_the_next_owners_bucket() {
     let (rest, started, body) = gated(vec![1; 200_000]);
     let upload = tokio::spawn({
         let (svc, alice) = (svc.clone(), alice.clone());
-        async move { svc.put_object(&alice, put("k", body)).await }
+        async move { svc.put_object(&alice, put_request("k", body)).await }
     });
     started.await.unwrap();
     // The bucket is empty: it goes, and another user takes the name.
@@ -151,7 +137,7 @@ async fn a_read_in_progress_keeps_the_data_an_overwrite_replaced() {
     };
     let (_dir, svc, caller) = service(3, cfg).await;
     let old: Vec<u8> = (0..40 << 20).map(|i: usize| (i / 4093) as u8).collect();
-    svc.put_object(&caller, put("k", body(old.clone())))
+    svc.put_object(&caller, put_request("k", body(old.clone())))
         .await
         .unwrap();
     let opened = svc.open_object(&caller, "test", "k", None).await.unwrap();
@@ -159,7 +145,7 @@ async fn a_read_in_progress_keeps_the_data_an_overwrite_replaced() {
     drop(opened);
     let mut got = stream.next().await.unwrap().unwrap().to_vec();
 
-    svc.put_object(&caller, put("k", body(vec![9; 300_000])))
+    svc.put_object(&caller, put_request("k", body(vec![9; 300_000])))
         .await
         .unwrap();
     let report = svc.drain_gc_queue().await.unwrap();

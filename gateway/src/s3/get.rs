@@ -33,19 +33,26 @@ fn selection(range: Option<&s3s::dto::Range>, part: Option<i32>) -> S3Result<Sel
     }
 }
 
-/// The conditional-request headers of a GET or HEAD.
-fn conditions(
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-    if_modified_since: Option<&Timestamp>,
-    if_unmodified_since: Option<&Timestamp>,
-) -> Conditions {
-    Conditions {
-        if_match: if_match.map(condition_text),
-        if_none_match: if_none_match.map(condition_text),
-        if_modified_since_ms: if_modified_since.map(timestamp_ms),
-        if_unmodified_since_ms: if_unmodified_since.map(timestamp_ms),
-    }
+/// The [`ReadRequest`] of a GetObject or HeadObject input, which name their fields alike.
+macro_rules! read_request {
+    ($i:expr) => {
+        ReadRequest {
+            bucket: $i.bucket.clone(),
+            key: $i.key.clone(),
+            selection: selection($i.range.as_ref(), $i.part_number)?,
+            conditions: Conditions {
+                if_match: $i.if_match.as_ref().map(condition_text),
+                if_none_match: $i.if_none_match.as_ref().map(condition_text),
+                if_modified_since_ms: $i.if_modified_since.as_ref().map(timestamp_ms),
+                if_unmodified_since_ms: $i.if_unmodified_since.as_ref().map(timestamp_ms),
+            },
+            customer_key: customer_key(
+                $i.sse_customer_algorithm.as_deref(),
+                $i.sse_customer_key.as_deref(),
+                $i.sse_customer_key_md5.as_deref(),
+            )?,
+        }
+    };
 }
 
 /// A response body for s3s.
@@ -88,22 +95,7 @@ impl DeossS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let caller = self.keys.caller(&req).await?;
         let i = &req.input;
-        let read = ReadRequest {
-            bucket: i.bucket.clone(),
-            key: i.key.clone(),
-            selection: selection(i.range.as_ref(), i.part_number)?,
-            conditions: conditions(
-                i.if_match.as_ref(),
-                i.if_none_match.as_ref(),
-                i.if_modified_since.as_ref(),
-                i.if_unmodified_since.as_ref(),
-            ),
-            customer_key: customer_key(
-                i.sse_customer_algorithm.as_deref(),
-                i.sse_customer_key.as_deref(),
-                i.sse_customer_key_md5.as_deref(),
-            )?,
-        };
+        let read = read_request!(i);
         let ck = read.customer_key.clone();
         let read = self.svc.get_object(&caller, read).await.or_s3()?;
         let mut out = GetObjectOutput::default();
@@ -124,22 +116,7 @@ impl DeossS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let caller = self.keys.caller(&req).await?;
         let i = &req.input;
-        let read = ReadRequest {
-            bucket: i.bucket.clone(),
-            key: i.key.clone(),
-            selection: selection(i.range.as_ref(), i.part_number)?,
-            conditions: conditions(
-                i.if_match.as_ref(),
-                i.if_none_match.as_ref(),
-                i.if_modified_since.as_ref(),
-                i.if_unmodified_since.as_ref(),
-            ),
-            customer_key: customer_key(
-                i.sse_customer_algorithm.as_deref(),
-                i.sse_customer_key.as_deref(),
-                i.sse_customer_key_md5.as_deref(),
-            )?,
-        };
+        let read = read_request!(i);
         let ck = read.customer_key.clone();
         let read = self.svc.head(&caller, read).await.or_s3()?;
         let mut out = HeadObjectOutput::default();

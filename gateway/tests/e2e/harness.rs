@@ -330,6 +330,18 @@ fn wait_ready(addr: SocketAddr) {
     panic!("deoss did not accept connections on {addr}");
 }
 
+/// The whole body of an object, read with the SDK.
+pub async fn get_bytes(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
 /// Deterministic, incompressible test data.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

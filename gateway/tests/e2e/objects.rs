@@ -5,18 +5,7 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::harness::{Server, code, data, md5_hex, status};
-
-async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
+use crate::harness::{Server, code, data, get_bytes, md5_hex, status};
 
 #[tokio::test]
 async fn put_get_round_trips_at_every_size() {

@@ -6,21 +6,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::harness::{Server, code, data, md5_hex, status};
+use crate::harness::{Server, code, data, get_bytes, md5_hex, status};
 use crate::signed::{Signing, read_response, sha256_hex, signed_head, signed_request};
 
 const MIB: usize = 1024 * 1024;
-
-async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
 
 fn error_code(body: &str) -> &str {
     body.split("<Code>")

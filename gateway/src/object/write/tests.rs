@@ -10,7 +10,6 @@ use futures::StreamExt;
 use md5::Digest as _;
 use tokio::sync::Semaphore;
 
-use crate::catalogue::ObjectMeta;
 use crate::object::testing::{service_over, stored_fragments};
 use crate::object::{ByteStream, Error, ObjectService, Principal, PutObject, ServiceConfig};
 use crate::store::blocking::BlockingIo;
@@ -130,17 +129,7 @@ fn put(body: ByteStream) -> PutObject {
 }
 
 fn put_as(key: &str, body: ByteStream) -> PutObject {
-    PutObject {
-        bucket: "test".into(),
-        key: key.into(),
-        meta: ObjectMeta::default(),
-        storage_class: None,
-        customer_key: None,
-        content_md5: None,
-        checksum: None,
-        body,
-        size_hint: None,
-    }
+    crate::object::testing::put_request(key, body)
 }
 
 #[tokio::test]
