@@ -71,12 +71,26 @@ impl Catalogue {
         Ok(())
     }
 
-    /// Every fragment hash the catalogue references on `store`.
-    pub async fn referenced_on(&self, store: &str) -> Result<HashSet<FragmentHash>> {
-        let rows = sqlx::query("SELECT hash FROM fragments WHERE store = $1")
-            .bind(store)
-            .fetch_all(self.pool())
-            .await?;
+    /// Which of `hashes` the catalogue references on `store` (at most a sweep page of them:
+    /// one parameter each).
+    pub async fn referenced_among(
+        &self,
+        store: &str,
+        hashes: &[FragmentHash],
+    ) -> Result<HashSet<FragmentHash>> {
+        if hashes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let placeholders: Vec<String> = (0..hashes.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT DISTINCT hash FROM fragments WHERE store = $1 AND hash IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(store);
+        for h in hashes {
+            q = q.bind(h.to_hex());
+        }
+        let rows = q.fetch_all(self.pool()).await?;
         let mut out = HashSet::with_capacity(rows.len());
         for row in &rows {
             let hash: String = row.try_get("hash")?;

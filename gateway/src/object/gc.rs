@@ -16,6 +16,9 @@ use crate::catalogue::GcEntry;
 /// Queue entries handled per catalogue round trip.
 const DRAIN_BATCH: usize = 256;
 
+/// Fragments of a store listed (and looked up in the catalogue) at once by the orphan sweep.
+const SWEEP_PAGE: usize = 1000;
+
 /// Queued fragments deleted from the stores at once.
 const DELETES_AT_ONCE: usize = 4;
 
@@ -167,39 +170,65 @@ impl ObjectService {
     pub async fn sweep_orphans(&self, cutoff: SystemTime) -> Result<GcReport> {
         let mut report = GcReport::default();
         for store in self.inner.stores.all() {
-            let listed = match store.list().await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(store = store.id(), error = %e, "gc sweep could not list the store");
-                    report.failed += 1;
-                    continue;
-                }
-            };
-            let referenced = self.inner.catalogue.referenced_on(store.id()).await?;
-            for f in listed {
-                if f.modified >= cutoff
-                    || referenced.contains(&f.hash)
-                    || self.inner.inflight.contains(store.id(), f.hash)
-                {
-                    continue;
-                }
-                // Check again one by one: a commit may have landed since the set was read.
-                if self
-                    .inner
-                    .catalogue
-                    .fragment_referenced(f.hash, store.id())
-                    .await?
-                {
-                    report.kept_referenced += 1;
-                    continue;
-                }
-                match store.delete(f.hash).await {
-                    Ok(()) => report.deleted += 1,
-                    Err(_) => report.failed += 1,
-                }
+            // A page at a time, so that neither the listing nor the set of referenced hashes
+            // of a store with millions of fragments is ever held whole.
+            let mut after = None;
+            loop {
+                let page = match store.list_page(after, SWEEP_PAGE).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(store = store.id(), error = %e, "gc sweep could not list the store");
+                        report.failed += 1;
+                        break;
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                after = Some(last.hash);
+                self.sweep_page(store.as_ref(), page, cutoff, &mut report)
+                    .await?;
             }
         }
         Ok(report)
+    }
+
+    /// Deletes the orphans among one page of a store's fragments.
+    async fn sweep_page(
+        &self,
+        store: &dyn crate::store::FragmentStore,
+        page: Vec<crate::store::StoredFragment>,
+        cutoff: SystemTime,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let old: Vec<_> = page
+            .into_iter()
+            .filter(|f| f.modified < cutoff && !self.inner.inflight.contains(store.id(), f.hash))
+            .collect();
+        let hashes: Vec<_> = old.iter().map(|f| f.hash).collect();
+        let referenced = self
+            .inner
+            .catalogue
+            .referenced_among(store.id(), &hashes)
+            .await?;
+        for f in old {
+            if referenced.contains(&f.hash) {
+                continue;
+            }
+            // Check again one by one: a commit may have landed since the set was read.
+            if self
+                .inner
+                .catalogue
+                .fragment_referenced(f.hash, store.id())
+                .await?
+            {
+                report.kept_referenced += 1;
+                continue;
+            }
+            match store.delete(f.hash).await {
+                Ok(()) => report.deleted += 1,
+                Err(_) => report.failed += 1,
+            }
+        }
+        Ok(())
     }
 
     /// Runs until `shutdown` fires: drains the queue when woken (and every `interval`); every

@@ -10,6 +10,7 @@ pub async fn run_all(store: &dyn FragmentStore) {
     idempotent_put_and_delete(store).await;
     missing_fragment(store).await;
     listing(store).await;
+    pages(store).await;
     store.health().await.expect("healthy store");
 }
 
@@ -72,4 +73,40 @@ async fn listing(store: &dyn FragmentStore) {
     assert!(listed.iter().any(|f| f.hash == hash));
     store.delete(hash).await.unwrap();
     assert!(!store.list().await.unwrap().iter().any(|f| f.hash == hash));
+}
+
+/// Listing in pages: every fragment once, in hash order, whatever the page size.
+async fn pages(store: &dyn FragmentStore) {
+    let mut hashes = Vec::new();
+    for seed in 20..60u8 {
+        let (hash, data) = fragment(seed, 50 + seed as usize);
+        store.put(hash, data).await.unwrap();
+        hashes.push(hash);
+    }
+    let all = store.list().await.unwrap();
+    let mut listed: Vec<FragmentHash> = all.iter().map(|f| f.hash).collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(listed, sorted, "in hash order, each once");
+    for page_size in [1, 7, 1000] {
+        let mut paged = Vec::new();
+        loop {
+            let page = store
+                .list_page(paged.last().copied(), page_size)
+                .await
+                .unwrap();
+            assert!(page.len() <= page_size);
+            if page.is_empty() {
+                break;
+            }
+            paged.extend(page.iter().map(|f| f.hash));
+        }
+        assert_eq!(paged, listed, "pages of {page_size}");
+    }
+    listed.retain(|h| hashes.contains(h));
+    assert_eq!(listed.len(), hashes.len());
+    for h in hashes {
+        store.delete(h).await.unwrap();
+    }
 }

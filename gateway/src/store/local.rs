@@ -182,23 +182,43 @@ impl LocalStore {
         }
     }
 
-    fn list_blocking(&self) -> Result<Vec<StoredFragment>, StoreError> {
+    /// A page of fragments in hash order: the fan-out directories are named by the first byte
+    /// of the hash, so a page reads them in order from `after`'s, each one whole (about 1/256
+    /// of the store), sorted.
+    fn list_page_blocking(
+        &self,
+        after: Option<FragmentHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredFragment>, StoreError> {
         let mut out = Vec::new();
-        for dir in std::fs::read_dir(&self.root).map_err(self.io())? {
-            let dir = dir.map_err(self.io())?;
-            if dir.file_name() == TMP_DIR || !dir.file_type().map_err(self.io())?.is_dir() {
-                continue;
-            }
-            for entry in std::fs::read_dir(dir.path()).map_err(self.io())? {
+        let first = after.map_or(0, |a| a.0[0]);
+        for prefix in first..=255u8 {
+            let dir = self.root.join(hex::encode([prefix]));
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.io()(e)),
+            };
+            let mut found = Vec::new();
+            for entry in entries {
                 let entry = entry.map_err(self.io())?;
                 let Some(hash) = entry.file_name().to_str().and_then(FragmentHash::from_hex) else {
                     continue;
                 };
+                if after.is_some_and(|a| hash <= a) {
+                    continue;
+                }
                 let modified = entry
                     .metadata()
                     .and_then(|m| m.modified())
                     .map_err(self.io())?;
-                out.push(StoredFragment { hash, modified });
+                found.push(StoredFragment { hash, modified });
+            }
+            found.sort_by_key(|f| f.hash);
+            found.truncate(limit - out.len());
+            out.extend(found);
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)
@@ -275,8 +295,12 @@ impl FragmentStore for LocalStore {
         blocking(self, move |s| s.delete_blocking(hash)).await
     }
 
-    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
-        blocking(self, LocalStore::list_blocking).await
+    async fn list_page(
+        &self,
+        after: Option<FragmentHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredFragment>, StoreError> {
+        blocking(self, move |s| s.list_page_blocking(after, limit)).await
     }
 
     async fn health(&self) -> Result<(), StoreError> {

@@ -70,15 +70,23 @@ impl FragmentStore for MemoryStore {
         Ok(())
     }
 
-    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
+    async fn list_page(
+        &self,
+        after: Option<FragmentHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredFragment>, StoreError> {
         let map = self.fragments.lock().expect("poisoned");
-        Ok(map
+        let mut page: Vec<StoredFragment> = map
             .iter()
+            .filter(|(hash, _)| after.is_none_or(|a| **hash > a))
             .map(|(hash, (_, modified))| StoredFragment {
                 hash: *hash,
                 modified: *modified,
             })
-            .collect())
+            .collect();
+        page.sort_by_key(|f| f.hash);
+        page.truncate(limit);
+        Ok(page)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

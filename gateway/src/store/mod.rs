@@ -150,8 +150,28 @@ pub trait FragmentStore: Send + Sync + fmt::Debug + 'static {
     /// Removes a fragment; removing an absent one succeeds.
     async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError>;
 
-    /// Every fragment held, for garbage collection.
-    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError>;
+    /// Up to `limit` fragments held, in hash order, after `after` (from the first when `None`):
+    /// one page of what the store holds, for garbage collection. A store may hold millions of
+    /// fragments; nobody lists them all at once.
+    async fn list_page(
+        &self,
+        after: Option<FragmentHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredFragment>, StoreError>;
+
+    /// Every fragment held, page by page (tests and small stores).
+    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self
+                .list_page(all.last().map(|f: &StoredFragment| f.hash), 1000)
+                .await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
 
     /// Cheap liveness probe.
     async fn health(&self) -> Result<(), StoreError>;

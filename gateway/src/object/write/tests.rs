@@ -52,8 +52,12 @@ impl FragmentStore for TestStore {
     async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError> {
         self.inner.delete(hash).await
     }
-    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
-        self.inner.list().await
+    async fn list_page(
+        &self,
+        after: Option<FragmentHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredFragment>, StoreError> {
+        self.inner.list_page(after, limit).await
     }
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
@@ -282,8 +286,12 @@ impl FragmentStore for HungStore {
     async fn delete(&self, hash: FragmentHash) -> Result<(), StoreError> {
         self.inner.delete(hash).await
     }
-    async fn list(&self) -> Result<Vec<StoredFragment>, StoreError> {
-        self.inner.list().await
+    async fn list_page(
+        &self,
+        after: Option<FragmentHash>,
+        limit: usize,
+    ) -> Result<Vec<StoredFragment>, StoreError> {
+        self.inner.list_page(after, limit).await
     }
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
