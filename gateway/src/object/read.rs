@@ -265,14 +265,12 @@ impl ExtentRead {
     }
 
     fn segment_read(&self, span: &SegmentSpan, degraded: bool) -> Arc<SegmentRead> {
-        let fragments = self
-            .e
-            .extent
-            .fragments
-            .iter()
-            .filter(|f| f.segment == span.segment)
-            .cloned()
-            .collect();
+        // Fragments are sorted by (segment, idx): a segment's are found by binary search, not
+        // by scanning the extent's list for every segment (quadratic on large objects).
+        let all = &self.e.extent.fragments;
+        let first = all.partition_point(|f| f.segment < span.segment);
+        let end = first + all[first..].partition_point(|f| f.segment == span.segment);
+        let fragments = all[first..end].to_vec();
         Arc::new(SegmentRead {
             span: span.clone(),
             fragments,
