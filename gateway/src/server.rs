@@ -23,7 +23,6 @@ use crate::s3::DeossS3;
 use crate::s3::auth::{KeyDirectory, SignedOnly};
 use crate::s3::front;
 use crate::settlement::{RetryConfig, Settlement, SettlementConfig};
-use crate::store::StoreError;
 use deoss_chain_client::{
     Backend as ChainBackend, CessOptions, Chain, DevLedgerOptions, GatewayInfo, GatewayKey,
 };
@@ -54,8 +53,6 @@ pub enum StartError {
     Catalogue(#[from] CatalogueError),
     #[error(transparent)]
     Crypto(#[from] CryptoError),
-    #[error("cannot open fragment store: {0}")]
-    Store(#[from] StoreError),
     #[error(transparent)]
     StoreDir(#[from] StoreDirError),
     #[error("cannot set up the root user: {0}")]
